@@ -1,0 +1,143 @@
+"""Baselines on hand-built voice-activity and pitch tracks (80 ms frames, times in seconds)."""
+import numpy as np
+import pytest
+
+from backchannel.baselines import (
+    HandcraftedFeatures,
+    LogisticBaseline,
+    has_prosody,
+    low_pitch_frames,
+    pause_gate,
+    random_onsets,
+    ward_tsukahara,
+)
+
+
+def blocks(*spec):
+    """blocks((1, 10), (0, 5)) -> ten 1s then five 0s."""
+    return np.concatenate([np.full(n, float(v)) for v, n in spec])
+
+
+def test_random_onsets_true_count_min_gap_and_seed():
+    a = random_onsets(20, 60.0, rng=1, min_gap=0.8)
+    assert len(a) == 20 and np.all(np.diff(a) >= 0.8 - 1e-9)
+    assert a[0] >= 0.0 and a[-1] < 60.0
+    assert np.array_equal(a, random_onsets(20, 60.0, rng=1, min_gap=0.8))
+    assert len(random_onsets(0, 10.0, rng=0)) == 0
+    with pytest.raises(ValueError):
+        random_onsets(20, 10.0, rng=0, min_gap=0.8)  # 19 gaps of 0.8 s do not fit in 10 s
+
+
+def test_pause_gate_fires_at_exact_frame_with_cooldown():
+    va = blocks((1, 10), (0, 5),   # frames 0-9 speech (0.8 s); silence reaches 3 frames at 12 -> 1.04 s
+                (1, 10), (0, 5),   # 15-24 speech; would fire at frame 27 (2.24 s): within 2.5 s cooldown
+                (1, 8), (0, 5),    # 30-37: only 0.64 s of speech -> no firing at frame 40
+                (1, 10), (0, 5))   # 43-52 speech; fires at frame 55 -> 4.48 s (3.44 s after 1.04)
+    onsets, scores = pause_gate(va)
+    assert np.allclose(onsets, [1.04, 4.48])
+    assert list(np.flatnonzero(scores)) == [12, 13, 14, 27, 28, 29, 55, 56, 57]
+    # without cooldown the second pause fires too
+    assert np.allclose(pause_gate(va, cooldown=0.0).onsets, [1.04, 2.24, 4.48])
+
+
+def test_pause_gate_short_gaps_do_not_reset_speech():
+    # 5 + 4 voiced frames around a 2-frame (160 ms) gap = 0.72 s of speech -> fires at frame 13 (1.12 s)
+    assert np.allclose(pause_gate(blocks((1, 5), (0, 2), (1, 4), (0, 3))).onsets, [1.12])
+    # a 3-frame gap is a pause: 0.40 s, then 0.32 s of speech -> never enough
+    assert len(pause_gate(blocks((1, 5), (0, 3), (1, 4), (0, 3))).onsets) == 0
+
+
+def test_pause_gate_is_causal():
+    va = blocks((1, 10), (0, 5), (1, 10), (0, 40))
+    changed = va.copy()
+    changed[20:] = 1 - changed[20:]
+    assert np.array_equal(pause_gate(va).scores[:20], pause_gate(changed).scores[:20])
+
+
+def pitch_track():
+    """60 frames; speaker voiced 0-44 at F0 +2 st except low frames 10-11, 17-18, 24, 35-36 (-5 st).
+
+    45 valid F0 values, 7 of them low: the 26th percentile (linear) sits at sorted index
+    0.26 * 44 = 11.44, between two +2 values, so it is 2.0 and exactly the -5 frames are low.
+    """
+    n = 60
+    va_s = blocks((1, 45), (0, 15))
+    f0 = np.where(va_s > 0, 2.0, np.nan)
+    f0[[10, 11, 17, 18, 24, 35, 36]] = -5.0
+    prosody = np.column_stack([f0, np.zeros(n)])
+    return prosody, np.ones(n, dtype=bool), va_s, np.zeros(n)
+
+
+def test_ward_tsukahara_on_hand_built_pitch_track():
+    prosody, mask, va_s, va_l = pitch_track()
+    assert list(np.flatnonzero(low_pitch_frames(prosody[:, 0], mask))) == [10, 11, 17, 18, 24, 35, 36]
+    onsets, scores = ward_tsukahara(prosody, mask, va_s, va_l)
+    # region 10-11: 0.8 s of speech before, detected at frame 11 -> onset 0.80 + 0.70 = 1.50 s
+    # region 17-18: onset 1.36 + 0.70 = 2.06 s, only 0.56 s after 1.50 -> dropped (800 ms rule)
+    # frame 24: a single low frame (80 ms < 110 ms) -> nothing
+    # region 35-36: onset 2.80 + 0.70 = 3.50 s
+    assert np.allclose(onsets, [1.5, 3.5])
+    assert list(np.flatnonzero(scores)) == list(range(11, 18)) + list(range(18, 25)) + list(range(36, 43))
+
+
+def test_ward_tsukahara_listener_speaking_and_short_speech():
+    prosody, mask, va_s, va_l = pitch_track()
+    va_l[11] = 1.0  # listener speaks when region 1 is detected -> only regions 2 and 3 fire
+    assert np.allclose(ward_tsukahara(prosody, mask, va_s, va_l).onsets, [2.06, 3.5])
+    prosody, mask, va_s, va_l = pitch_track()
+    va_s[:5] = 0.0  # speech starts at frame 5: 0.4 s before region 1 (< 0.7 s)
+    assert np.allclose(ward_tsukahara(prosody, mask, va_s, va_l).onsets, [2.06, 3.5])
+
+
+def test_ward_tsukahara_precomputed_flag_and_no_prosody():
+    prosody, mask, va_s, va_l = pitch_track()
+    flag = np.column_stack([prosody[:, 0], low_pitch_frames(prosody[:, 0], mask)])
+    assert np.allclose(ward_tsukahara(flag, mask, va_s, va_l, low_pitch_col=1).onsets, [1.5, 3.5])
+    none = ward_tsukahara(prosody, np.zeros(60, dtype=bool), va_s, va_l)
+    assert len(none.onsets) == 0 and none.scores is None
+    assert not has_prosody(np.zeros(60, dtype=bool)) and has_prosody(mask)
+
+
+def test_handcrafted_features_values_and_causality():
+    feats = HandcraftedFeatures(n_prosody=2)
+    va_s = blocks((1, 3), (0, 10))
+    va_l = blocks((0, 5), (1, 2), (0, 6))  # a 160 ms listener IPU ending at frame 6
+    text = ["", "go", "RIGHT", "", "", "", "", "", "", "", "", "", ""]
+    x = feats(va_s, va_l, text, np.ones((13, 2)), np.r_[np.zeros(6, bool), np.ones(7, bool)])
+    col = {name: x[:, i] for i, name in enumerate(feats.names)}
+    assert x.shape == (13, len(feats.names))
+    assert col["log_since_speaker_end"][5] == pytest.approx(np.log1p(0.24))  # last voiced frame 2
+    assert col["log_since_speaker_end"][1] == 0.0
+    assert col["log_speaker_ipu"][5] == pytest.approx(np.log1p(0.24))  # frames 0-2
+    assert col["log_since_listener_short_ipu"][8] == pytest.approx(np.log1p(0.16))  # ended at frame 6
+    assert col["log_since_listener_short_ipu"][6] == pytest.approx(np.log1p(10.0))  # not ended yet: capped
+    assert list(col["speaker_last_word_clause_final"][:4]) == [0, 0, 1, 1]
+    assert col["speaker_words_per_s"][2] == pytest.approx(1.0)  # 2 words in the last 2 s
+    assert list(col["prosody_present"]) == [0] * 6 + [1] * 7
+    assert np.all(col["prosody_0"][:6] == 0) and np.all(col["prosody_0"][6:] == 1)
+
+    rng = np.random.default_rng(0)
+    va_s, va_l = (rng.random(80) > 0.5).astype(float), (rng.random(80) > 0.7).astype(float)
+    base = feats(va_s, va_l)
+    for t in (5, 30, 70):
+        vs2, vl2 = va_s.copy(), va_l.copy()
+        vs2[t + 1:], vl2[t + 1:] = 1 - vs2[t + 1:], 1 - vl2[t + 1:]
+        assert np.array_equal(base[: t + 1], feats(vs2, vl2)[: t + 1])
+
+
+def test_logistic_baseline_learns_a_separable_case():
+    rng = np.random.default_rng(0)
+
+    def row(n):
+        va_s = (rng.random(n) > 0.5).astype(float)
+        va_l = (rng.random(n) > 0.7).astype(float)
+        action = np.where(va_l > 0, 2, np.where(va_s > 0, 0, 1))  # a function of the current frame
+        return {"va_speaker": va_s, "va_listener": va_l, "action": action}
+
+    train, test = [row(300), row(200)], [row(250)]
+    model = LogisticBaseline(HandcraftedFeatures(n_prosody=0), C=100.0).fit(train)
+    (p,) = model.predict_proba(test)
+    assert p.shape == (250, 3) and np.allclose(p.sum(axis=1), 1.0)
+    assert np.mean(p.argmax(axis=1) == test[0]["action"]) == 1.0
+    with pytest.raises(KeyError, match="va_listener"):
+        model.predict_proba([{"va_speaker": np.zeros(3)}])
