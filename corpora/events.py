@@ -4,6 +4,7 @@ Produced by ``backchannel.corpora.mining``; consumed by labels, statistics and e
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 ACTIONS = ("SILENT", "BACKCHANNEL", "TAKE_TURN")
@@ -43,12 +44,14 @@ class TurnEvent:
     ``kind``: ``"shift"`` (starts after the floor party fell silent; ``gap`` = onset - their last
     speech end, > 0) or ``"interruption"`` (starts while the floor party speaks; ``gap`` < 0 is
     minus the overlap length up to the floor party's end of that stretch, or the time overlapped).
+    ``offset``: end of the listener's inter-pausal unit that takes the turn (NaN when unknown).
     """
 
     listener: str
     onset: float
     kind: str
     gap: float
+    offset: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)

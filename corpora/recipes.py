@@ -32,9 +32,9 @@ def corpus_dir(name: str, root: str | Path | None) -> Path:
     if name == "demo":
         from .demo import make_demo_corpus
 
-        if not (DEMO_DIR / "timed-units").is_dir():
+        if not (DEMO_DIR / "maptask" / "timed-units").is_dir():
             make_demo_corpus(DEMO_DIR)
-        return DEMO_DIR
+        return DEMO_DIR / "maptask"
     base = corpora_root(root)
     if base is None:
         raise CorpusError(name, "no corpus path: pass --root PATH or set BACKCHANNEL_CORPORA")
