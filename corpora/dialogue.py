@@ -6,6 +6,7 @@ and, optionally, per-frame audio features (``ChannelAudio``) on the 80 ms frame 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -140,12 +141,12 @@ class Dialogue:
         """Raise ``CorpusError`` on an empty dialogue, reversed or out-of-range times."""
         if not self.channels or not any(c.utterances for c in self.channels.values()):
             raise CorpusError(self.source or self.id, "empty dialogue: no timed speech")
-        if not np.isfinite(self.duration) or self.duration <= 0:
+        if not math.isfinite(self.duration) or self.duration <= 0:
             raise CorpusError(self.source or self.id, f"bad duration {self.duration}")
         for ch in self.channels.values():
             for u in ch.utterances:
                 for t0, t1 in [(u.start, u.end)] + [(w.start, w.end) for w in u.words]:
-                    if not (np.isfinite(t0) and np.isfinite(t1)) or t0 < 0 or t1 < t0:
+                    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 < 0 or t1 < t0:
                         raise CorpusError(self.source or self.id,
                                           f"speaker {ch.speaker}: reversed or invalid times {t0}..{t1}")
         return self
