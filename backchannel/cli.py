@@ -89,7 +89,8 @@ def _print_summary(name: str, out: Path, manifest: dict) -> None:
         c = counts.get(split, {})
         print(f"{split:<6} {manifest['splits'].get(split, {}).get('dialogues', 0):>9} "
               f"{manifest['splits'].get(split, {}).get('rows', 0):>6} {c.get('events', 0):>12} "
-              f"{c.get('tag', 0):>7} {c.get('lexicon', 0):>8} {c.get('shifts', 0):>7}")
+              f"{c.get('tag', 0):>7} {c.get('lexicon', 0):>8} "
+              f"{manifest['splits'].get(split, {}).get('shifts', 0):>7}")
 
 
 def cmd_stats(args) -> int:

@@ -19,6 +19,11 @@ def time_to_frame(t: float) -> int:
     return int(math.floor(t * FRAME_HZ + _EPS))
 
 
+def times_to_frames(t) -> np.ndarray:
+    """Vectorised ``time_to_frame``: index (int64) of the frame containing each time in ``t`` (seconds)."""
+    return np.floor(np.asarray(t, dtype=np.float64) * FRAME_HZ + _EPS).astype(np.int64)
+
+
 def frame_start(frame: int | np.ndarray) -> float | np.ndarray:
     """Start time in seconds of ``frame``."""
     return frame * FRAME_S

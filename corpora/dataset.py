@@ -1,0 +1,308 @@
+"""Write mined, framed dialogues as a Hugging Face ``DatasetDict`` (train/dev/test) plus ``manifest.json``.
+
+One row per (dialogue, listener): ids, the per-frame arrays of ``framing.frame_listener`` and the
+event lists. Rows stream to Arrow files (memory stays flat), the build goes to a temporary folder
+next to ``out_dir`` that is renamed into place only when everything succeeded, and nothing is
+written to the Hugging Face cache. The same input gives byte-identical Arrow files and the same
+content ``fingerprint``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from datasets import (
+    Array2D,
+    Dataset,
+    DatasetDict,
+    DatasetInfo,
+    Features,
+    List,
+    NamedSplit,
+    Value,
+    load_from_disk,
+)
+from datasets.arrow_writer import ArrowWriter
+from datasets.table import InMemoryTable
+from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+from tqdm import tqdm
+
+from backchannel.frames import FRAME_S
+
+from .dialogue import Dialogue
+from .framing import PROSODY_DIM, frame_dialogue
+from .mining import mine_dialogue
+
+SPLITS = ("train", "dev", "test")
+FORMAT = "backchannel.prepared/1"
+MANIFEST = "manifest.json"
+
+_F64, _STR = Value("float64"), Value("string")
+FEATURES = Features({
+    "corpus": _STR, "dialogue": _STR, "listener": _STR, "floor": _STR, "split": _STR,
+    "n_frames": Value("int32"), "va_source": _STR,
+    "va_listener": List(Value("float32")), "va_speaker": List(Value("float32")),
+    "prosody": Array2D(shape=(None, PROSODY_DIM), dtype="float32"),
+    "prosody_mask": Array2D(shape=(None, PROSODY_DIM), dtype="bool"),
+    "text_listener": List(_STR), "text_speaker": List(_STR),
+    "action": List(Value("int8")), "bc_type": List(Value("int8")),
+    "bc_onsets": List(_F64), "bc_offsets": List(_F64), "bc_forms": List(_STR), "bc_types": List(_STR),
+    "bc_sources": List(_STR), "bc_in_overlap": List(Value("bool")),
+    "shift_onsets": List(_F64), "interruption_onsets": List(_F64),
+    "hold_pauses": List(List(_F64, length=2)), "shift_pauses": List(List(_F64, length=2)),
+})
+
+# Source files whose code decides the prepared data; their hash goes in the manifest.
+_CODE = ("backchannel/frames.py", "backchannel/lexicon.py", "corpora/dialogue.py", "corpora/events.py",
+         "corpora/mining.py", "corpora/framing.py", "corpora/dataset.py")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """Mining and labelling options (seconds, words); see ``mining`` and ``framing`` for the rules."""
+
+    horizon: float = 0.5
+    pause: float = 0.2
+    max_words: int = 3
+    max_duration: float = 1.0
+    continue_gap: float = 0.5
+    use_tags: bool = True
+
+    @classmethod
+    def of(cls, settings: LabelSettings | dict | None) -> LabelSettings:
+        if settings is None or isinstance(settings, cls):
+            return settings or cls()
+        unknown = set(settings) - {f.name for f in fields(cls)}
+        if unknown:
+            known = [f.name for f in fields(cls)]
+            raise ValueError(f"unknown label settings {sorted(unknown)}; known: {known}")
+        return cls(**settings)
+
+    def mining_options(self) -> dict:
+        return {"use_tags": self.use_tags, "max_words": self.max_words, "max_duration": self.max_duration,
+                "continue_gap": self.continue_gap, "pause": self.pause}
+
+
+def _digest(h, row: dict) -> None:
+    """Feed ``row`` into hash ``h`` in a canonical byte form (feature order)."""
+    for key in FEATURES:
+        x = row[key]
+        h.update(key.encode())
+        if isinstance(x, np.ndarray):
+            h.update(f"{x.dtype.str}{x.shape}".encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        elif isinstance(x, list):  # of strings
+            h.update(f"{len(x)}:".encode())
+            h.update("\x00".join(x).encode())
+        else:
+            h.update(json.dumps(x).encode())
+
+
+def code_version() -> dict:
+    """Package ``version``, ``git_commit`` (in a git checkout), ``source_sha256`` of the labelling code."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        version = metadata.version("backchannel")
+    except metadata.PackageNotFoundError:
+        version = None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=False).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    h = hashlib.sha256()
+    for rel in _CODE:
+        h.update(rel.encode())
+        h.update((root / rel).read_bytes())
+    return {"version": version, "git_commit": commit, "source_sha256": h.hexdigest()}
+
+
+def _empty_stats() -> dict:
+    return {"dialogues": 0, "rows": 0, "frames": 0, "listener_minutes": 0.0,
+            "shifts": 0, "interruptions": 0, "hold_pauses": 0, "shift_pauses": 0}
+
+
+def _empty_bc_counts() -> dict:
+    """Mined backchannels (``events``, by ``tag``/``lexicon`` source) and, side by side, the short
+    non-floor-claiming utterances each rule accepts (``candidates``, see ``count_backchannel_sources``)."""
+    return {"events": 0, "tag": 0, "lexicon": 0,
+            "candidates": {"tag": 0, "lexicon": 0, "both": 0, "tag_only": 0, "lexicon_only": 0}}
+
+
+def _add_stats(stats: dict, bc: dict, row: dict, counts: dict) -> None:
+    stats["rows"] += 1
+    stats["frames"] += row["n_frames"]
+    stats["listener_minutes"] += row["n_frames"] * FRAME_S / 60
+    bc["events"] += len(row["bc_onsets"])
+    bc["tag"] += row["bc_sources"].count("tag")
+    bc["lexicon"] += row["bc_sources"].count("lexicon")
+    for k, v in counts.items():
+        bc["candidates"][k] += v
+    stats["shifts"] += len(row["shift_onsets"])
+    stats["interruptions"] += len(row["interruption_onsets"])
+    stats["hold_pauses"] += len(row["hold_pauses"])
+    stats["shift_pauses"] += len(row["shift_pauses"])
+
+
+def is_prepared(path: str | Path) -> bool:
+    """True when ``path`` holds a dataset written by ``build_dataset``."""
+    p = Path(path)
+    return (p / MANIFEST).is_file() and (p / "dataset_dict.json").is_file()
+
+
+def build_dataset(dialogues, out_dir: str | Path, *, corpus: str,
+                  label_settings: LabelSettings | dict | None = None, progress: bool = True,
+                  skipped: list | None = None, overwrite: bool = False,
+                  source: str | Path | None = None) -> DatasetDict:
+    """Mine, frame and write ``dialogues`` (each with ``.split`` in train/dev/test) to ``out_dir``.
+
+    ``skipped``: the reader's list of skipped inputs (read after ``dialogues`` is exhausted; recorded
+    in the manifest). ``source``: the corpus folder, recorded as ``source_root`` (default: the common
+    folder of the dialogues' source files). An existing ``out_dir`` is replaced only with
+    ``overwrite=True``, and only once the new build has succeeded. Returns the written ``DatasetDict``
+    (memory-mapped from ``out_dir``).
+    """
+    out_dir = Path(out_dir)
+    settings = LabelSettings.of(label_settings)
+    if out_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir}: already exists; pass overwrite=True to replace it")
+        if not is_prepared(out_dir) and any(out_dir.iterdir()):
+            raise FileExistsError(f"{out_dir}: exists and is not a prepared dataset; refusing to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        manifest = _write(dialogues, tmp, corpus=corpus, settings=settings, progress=progress)
+        manifest["skipped"] = [_skip_entry(s) for s in (skipped or [])]
+        if source is not None:
+            manifest["source_root"] = str(source)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_from_disk(str(out_dir))
+
+
+def _skip_entry(entry) -> dict | str:
+    """A reader's ``(path, message)`` skip record as JSON; anything else as its string."""
+    if isinstance(entry, (tuple, list)) and len(entry) == 2:
+        return {"path": str(entry[0]), "error": str(entry[1])}
+    return str(entry)
+
+
+def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progress: bool) -> dict:
+    build = tmp / "_build"
+    build.mkdir()
+    writers = {s: ArrowWriter(features=FEATURES, path=str(build / f"{s}.arrow")) for s in SPLITS}
+    hashes = {s: hashlib.blake2b(digest_size=16) for s in SPLITS}
+    stats = {s: _empty_stats() for s in SPLITS}
+    bc_counts = {s: _empty_bc_counts() for s in SPLITS}
+    seen, sources = set(), []
+    try:
+        for d in tqdm(dialogues, desc=f"{corpus}: mine+frame", unit="dialogue", disable=not progress):
+            if not isinstance(d, Dialogue):
+                raise TypeError(f"expected a Dialogue, got {type(d).__name__}")
+            if d.split not in SPLITS:
+                raise ValueError(f"{d.source or d.id}: dialogue {d.id} has split {d.split!r}, "
+                                 f"expected one of {SPLITS}")
+            if d.id in seen:
+                raise ValueError(f"{d.source or d.id}: dialogue id {d.id} appears twice")
+            seen.add(d.id)
+            if d.source:
+                sources.append(d.source)
+            d.validate()
+            events = mine_dialogue(d, **settings.mining_options())
+            stats[d.split]["dialogues"] += 1
+            for listener, row in zip(d.speakers, frame_dialogue(d, events, horizon=settings.horizon)):
+                row.update(corpus=d.corpus, split=d.split)
+                writers[d.split].write_batch({k: [row[k]] for k in FEATURES})
+                _digest(hashes[d.split], row)
+                _add_stats(stats[d.split], bc_counts[d.split], row, events[listener].source_counts)
+    finally:
+        for w in writers.values():
+            w.finalize()
+    digests = {s: h.hexdigest() for s, h in hashes.items()}
+    _save_layout(tmp, build, corpus, digests)
+    fingerprint = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+    for s in stats.values():
+        s["listener_minutes"] = round(s["listener_minutes"], 3)
+    return {
+        "format": FORMAT,
+        "corpus": corpus,
+        "source_root": _common_folder(sources),
+        "splits": stats,
+        "backchannels": bc_counts,
+        "rows": sum(s["rows"] for s in stats.values()),
+        "label_settings": asdict(settings),
+        "code": code_version(),
+        "fingerprint": fingerprint,
+        "split_fingerprints": digests,
+    }
+
+
+def _common_folder(paths: list[str]) -> str | None:
+    """The deepest folder holding every file in ``paths`` (None when there are none, or no common one)."""
+    try:
+        return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else None
+    except ValueError:  # e.g. different drives
+        return None
+
+
+def _save_layout(tmp: Path, build: Path, corpus: str, digests: dict) -> None:
+    """Lay the streamed ``build/<split>.arrow`` files out as ``DatasetDict.save_to_disk`` does.
+
+    ``save_to_disk`` writes the layout (json files, one shard a split) from empty splits; the
+    streamed files then take the shards' place, so the data is written once and never re-read.
+    """
+    info = DatasetInfo(description=f"backchannel listener frames: {corpus}", features=FEATURES)
+    empty = InMemoryTable(FEATURES.arrow_schema.empty_table())
+    dd = DatasetDict({s: Dataset(empty, info=info.copy(), split=NamedSplit(s), fingerprint=digests[s])
+                      for s in SPLITS})
+    loud = not are_progress_bars_disabled()
+    if loud:
+        disable_progress_bars()
+    try:
+        dd.save_to_disk(str(tmp), num_shards=dict.fromkeys(SPLITS, 1))  # one shard: empty splits load too
+    finally:
+        if loud:
+            enable_progress_bars()
+    for s in SPLITS:
+        os.replace(build / f"{s}.arrow", tmp / s / "data-00000-of-00001.arrow")
+    build.rmdir()
+
+
+def _replace(tmp: Path, out_dir: Path) -> None:
+    """Move the finished build ``tmp`` to ``out_dir``, replacing an old one only after the move."""
+    if not out_dir.exists():
+        tmp.rename(out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+    old.rmdir()
+    out_dir.rename(old)
+    try:
+        tmp.rename(out_dir)
+    except BaseException:
+        old.rename(out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_prepared(out_dir: str | Path) -> tuple[DatasetDict, dict]:
+    """``(DatasetDict, manifest)`` of a folder written by ``build_dataset``."""
+    p = Path(out_dir)
+    if not is_prepared(p):
+        raise FileNotFoundError(f"{p}: not a prepared dataset (needs {MANIFEST} and dataset_dict.json; "
+                                "build it with backchannel.corpora.dataset.build_dataset)")
+    manifest = json.loads((p / MANIFEST).read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{p / MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return load_from_disk(str(p)), manifest

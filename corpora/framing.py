@@ -1,0 +1,214 @@
+"""Per-listener, per-80 ms-frame streams and labels (the frame clock is ``backchannel.frames``).
+
+``frame_listener`` turns one listener of a ``Dialogue`` and its mined events into arrays of
+``dialogue.n_frames`` frames: voice activity of listener and floor party (fraction voiced), prosody
+(masked where there is no audio), the text stream (a word is visible from its end time), the
+action label per frame and the backchannel type, plus the event lists evaluation needs.
+NaN never leaves this module: a NaN or infinite feature raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from backchannel.frames import interval_activity, time_to_frame, times_to_frames
+from backchannel.lexicon import BC_TYPE_INDEX
+
+from .dialogue import ChannelAudio, Dialogue
+from .events import BACKCHANNEL, SILENT, TAKE_TURN
+from .mining import DialogueEvents, ListenerEvents, merge_spans, speech_spans
+
+PROSODY_STREAMS = ("f0_st", "low_pitch", "intensity_db", "voiced")
+PROSODY_DIM = 2 * len(PROSODY_STREAMS)  # listener's four, then the floor party's four
+
+
+def label_frames(onsets_by_action: dict[int, list[float]], n: int, horizon: float = 0.5):
+    """Action per frame from onsets (seconds): ``(action int8 [n], event int32 [n])``.
+
+    The decision for frame ``t`` is made at its end, ``0.08 (t + 1)`` s, so frame ``t`` carries an
+    action when one of its onsets lies in ``[0.08 (t + 1), 0.08 (t + 1) + horizon)``. When several
+    onsets fall in one frame's horizon the earliest wins (equal onsets: the higher action, i.e.
+    ``TAKE_TURN`` over ``BACKCHANNEL``). ``event[t]`` is the winning onset's index in its action's
+    list (-1 where ``SILENT``).
+    """
+    action = np.full(n, SILENT, dtype=np.int8)
+    event = np.full(n, -1, dtype=np.int32)
+    items = [(float(o), a, i) for a, onsets in onsets_by_action.items() for i, o in enumerate(onsets)]
+    # Latest first, so earlier onsets (and, at equal onsets, higher actions) overwrite later ones.
+    for onset, a, i in sorted(items, key=lambda x: (-x[0], x[1])):
+        first = max(time_to_frame(onset - horizon), 0)  # first t with frame_end(t) > onset - horizon
+        last = min(time_to_frame(onset) - 1, n - 1)  # last t with frame_end(t) <= onset
+        if first <= last:
+            action[first : last + 1] = a
+            event[first : last + 1] = i
+    return action, event
+
+
+def text_stream(words, n: int) -> list[str]:
+    """Words visible at each of ``n`` frames: a word goes in the frame holding its end time (space-joined)."""
+    return _text_stream(_word_table(words), n)
+
+
+def _word_table(words) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(ends, starts, texts)`` of ``words`` (seconds)."""
+    words = list(words)
+    ends = np.fromiter((w.end for w in words), dtype=np.float64, count=len(words))
+    starts = np.fromiter((w.start for w in words), dtype=np.float64, count=len(words))
+    return ends, starts, [w.text.strip() for w in words]
+
+
+def _text_stream(table, n: int) -> list[str]:
+    ends, starts, texts = table
+    out = [""] * n
+    if len(ends) == 0 or n == 0:
+        return out
+    order = np.lexsort((starts, ends))
+    frames = np.minimum(times_to_frames(ends[order]), n - 1)
+    keep = [i for i, j in enumerate(order.tolist()) if texts[j] and frames[i] >= 0]
+    if not keep:
+        return out
+    frames = frames[keep].tolist()
+    words = [texts[j] for j in order[keep].tolist()]
+    cuts = [0] + [i for i in range(1, len(frames)) if frames[i] != frames[i - 1]] + [len(frames)]
+    for a, b in itertools.pairwise(cuts):
+        out[frames[a]] = " ".join(words[a:b])
+    return out
+
+
+def _audio_frames(audio: ChannelAudio, n: int, where: str):
+    """``(vad [n], prosody [n, 4], mask [n, 4])`` from per-frame audio features, padded/cut to n frames."""
+    streams = [np.asarray(getattr(audio, name), dtype=np.float64) for name in ("vad",) + PROSODY_STREAMS]
+    for name, x in zip(("vad",) + PROSODY_STREAMS, streams):
+        if x.shape != (audio.n_frames,):
+            raise ValueError(f"{where}: audio stream {name} has shape {x.shape}, "
+                             f"expected ({audio.n_frames},)")
+        bad = ~np.isfinite(x)
+        if name == "f0_st":  # NaN is documented as "unvoiced": masked, not an error
+            bad = np.isinf(x)
+        elif name == "low_pitch":  # undefined where F0 is
+            bad &= ~np.isnan(streams[1])
+        if bad.any():
+            raise ValueError(f"{where}: NaN/inf in audio stream {name!r} at frame {int(np.argmax(bad))}")
+    m = min(n, audio.n_frames)
+    vad = np.zeros(n, dtype=np.float32)
+    vad[:m] = streams[0][:m]
+    pros = np.zeros((n, len(PROSODY_STREAMS)), dtype=np.float32)
+    mask = np.zeros((n, len(PROSODY_STREAMS)), dtype=bool)
+    for j, x in enumerate(streams[1:]):
+        ok = np.isfinite(x[:m])
+        pros[:m, j] = np.where(ok, x[:m], 0.0)
+        mask[:m, j] = ok
+    return vad, pros, mask
+
+
+def frame_dialogue(dialogue: Dialogue, events: DialogueEvents, *, horizon: float = 0.5):
+    """``frame_listener`` for every speaker as listener, in speaker order (shares per-speaker work)."""
+    shared = _Shared(dialogue)
+    for listener in dialogue.speakers:
+        yield _frame(dialogue, listener, events, horizon, shared)
+
+
+def frame_listener(dialogue: Dialogue, listener: str, events: DialogueEvents | ListenerEvents, *,
+                   horizon: float = 0.5) -> dict:
+    """All per-frame streams, labels and event lists of ``listener`` vs the floor party.
+
+    Arrays have ``n = dialogue.n_frames`` rows; ``horizon`` in seconds. Voice activity comes from
+    ``ChannelAudio.vad`` where a channel has audio, else from word timings (``va_source``:
+    ``"words"``, ``"audio"``, or ``"listener=audio,speaker=words"`` style when they differ).
+    ``prosody`` [n, 8] float32 columns: the listener's f0_st, low_pitch, intensity_db, voiced, then
+    the floor party's; ``prosody_mask`` [n, 8] is False where a value is absent (no audio, or F0 of
+    an unvoiced frame), and the value there is 0.0. The floor party of a multi-party dialogue has no
+    audio (``Dialogue.floor``). ``action`` int8 [n] (``events.ACTIONS``) and ``bc_type`` int8 [n]
+    (``lexicon.BC_TYPE_INDEX``, -1 where the action is not a backchannel) follow ``label_frames``.
+    """
+    return _frame(dialogue, listener, events, horizon, _Shared(dialogue))
+
+
+class _Shared:
+    """Per-speaker speech spans and word tables of one dialogue, computed once for all listeners."""
+
+    def __init__(self, dialogue: Dialogue):
+        self.spans = {s: speech_spans(c) for s, c in dialogue.channels.items()}
+        self.words = {s: _word_table(c.words) for s, c in dialogue.channels.items()}
+
+    def floor(self, listener: str):
+        others = [s for s in self.spans if s != listener]
+        spans = np.concatenate([self.spans[s] for s in others]) if others else np.zeros((0, 2))
+        tables = [self.words[s] for s in others]
+        words = (np.concatenate([w[0] for w in tables]) if tables else np.zeros(0),
+                 np.concatenate([w[1] for w in tables]) if tables else np.zeros(0),
+                 [x for w in tables for x in w[2]])
+        return spans, words
+
+
+def _frame(dialogue: Dialogue, listener: str, events, horizon: float, shared: _Shared) -> dict:
+    ev = events[listener] if isinstance(events, DialogueEvents) else events
+    if ev.listener != listener:
+        raise ValueError(f"{dialogue.id}: events are for listener {ev.listener!r}, not {listener!r}")
+    where = f"{dialogue.id}: listener {listener}"
+    n = dialogue.n_frames
+    lch = dialogue.channels[listener]
+    others = [c for s, c in dialogue.channels.items() if s != listener]
+    f_audio = others[0].audio if len(others) == 1 else None
+    f_spans, f_words = shared.floor(listener)
+    spans = {"listener": shared.spans[listener], "speaker": f_spans}
+    for role, x in spans.items():
+        if not np.isfinite(x).all():
+            raise ValueError(f"{where}: NaN/inf word time in stream 'va_{role}'")
+
+    va, src = {}, {}
+    prosody = np.zeros((n, 8), dtype=np.float32)
+    mask = np.zeros((n, 8), dtype=bool)
+    for j, (role, audio) in enumerate((("listener", lch.audio), ("speaker", f_audio))):
+        if audio is not None:
+            va[role], p, m = _audio_frames(audio, n, f"{where}: {role}")
+            prosody[:, 4 * j : 4 * j + 4], mask[:, 4 * j : 4 * j + 4] = p, m
+            src[role] = "audio"
+        else:
+            va[role] = interval_activity(merge_spans(spans[role]).tolist(), n)
+            src[role] = "words"
+    va_source = src["listener"] if src["listener"] == src["speaker"] else \
+        f"listener={src['listener']},speaker={src['speaker']}"
+
+    bcs = ev.backchannels
+    shifts = [t.onset for t in ev.turns if t.kind == "shift"]
+    interruptions = [t.onset for t in ev.turns if t.kind == "interruption"]
+    turn_onsets = sorted(t.onset for t in ev.turns)
+    action, which = label_frames({BACKCHANNEL: [b.onset for b in bcs], TAKE_TURN: turn_onsets}, n, horizon)
+    bc_type = np.full(n, -1, dtype=np.int8)
+    is_bc = action == BACKCHANNEL
+    type_idx = np.array([BC_TYPE_INDEX[b.bc_type] for b in bcs], dtype=np.int8)
+    bc_type[is_bc] = type_idx[which[is_bc]]
+
+    out = {
+        "dialogue": dialogue.id,
+        "listener": listener,
+        "floor": ev.floor,
+        "n_frames": n,
+        "va_source": va_source,
+        "va_listener": va["listener"].astype(np.float32),
+        "va_speaker": va["speaker"].astype(np.float32),
+        "prosody": prosody,
+        "prosody_mask": mask,
+        "text_listener": _text_stream(shared.words[listener], n),
+        "text_speaker": _text_stream(f_words, n),
+        "action": action,
+        "bc_type": bc_type,
+        "bc_onsets": np.array([b.onset for b in bcs], dtype=np.float64),
+        "bc_offsets": np.array([b.offset for b in bcs], dtype=np.float64),
+        "bc_forms": [b.form for b in bcs],
+        "bc_types": [b.bc_type for b in bcs],
+        "bc_sources": [b.source for b in bcs],
+        "bc_in_overlap": np.array([b.in_overlap for b in bcs], dtype=bool),
+        "shift_onsets": np.array(shifts, dtype=np.float64),
+        "interruption_onsets": np.array(interruptions, dtype=np.float64),
+        "hold_pauses": np.array([[p.start, p.end] for p in ev.pauses if p.kind == "hold"],
+                                dtype=np.float64).reshape(-1, 2),
+        "shift_pauses": np.array([[p.start, p.end] for p in ev.pauses if p.kind == "shift"],
+                                 dtype=np.float64).reshape(-1, 2),
+    }
+    for key, x in out.items():
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError(f"{where}: NaN/inf in stream {key!r}")
+    return out

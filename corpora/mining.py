@@ -1,0 +1,330 @@
+"""Event mining: backchannels, take-turns and pauses of one listener against the floor party.
+
+Pure functions of a ``Dialogue`` or of a ``(listener, floor)`` ``Channel`` pair (VAP ``events.py``
+style). Times are seconds. Speech is the words' spans (an utterance's span where it has no words).
+``floor`` is the other speaker, or, in multi-party dialogues, the union of all other speakers
+(``Dialogue.floor``). Comparisons of times allow ``EPS`` (1 microsecond) of float error.
+
+Exact rules (defaults in brackets):
+
+* **IPU** (inter-pausal unit): a speaker's speech spans joined across pauses shorter than ``gap``
+  [0.2 s]; a pause of ``gap`` or more separates two IPUs.
+* **Backchannel** candidate: one listener ``Utterance`` whose words (after
+  ``lexicon.normalize_form``) are at most ``max_words`` [3] and whose spoken span (first word start
+  to last word end) lasts at most ``max_duration`` [1.0 s], and which does not claim the floor.
+  It *claims the floor* when the listener's next utterance starts less than ``continue_gap``
+  [0.5 s] after its offset and the floor party neither is speaking at its offset nor starts
+  speaking between its onset and that next utterance.
+  A candidate is a backchannel with ``source="tag"`` when ``use_tags`` and the corpus tags the
+  utterance (``gold_backchannel`` True; tagged False means not a backchannel); when the corpus has
+  no tag (``gold_backchannel`` None) or ``use_tags`` is False, with ``source="lexicon"`` when
+  ``lexicon.is_lexical_backchannel`` accepts its words.
+  ``in_overlap``: the floor party is voiced at the onset (word level, no pause bridging).
+* **Take-turn**: the listener's speech without its backchannels is cut into IPUs (``pause``).
+  An IPU starting at ``s`` takes the turn when the floor party's non-backchannel speech has a span
+  that starts before ``s`` and ends after the end of the listener's previous non-backchannel IPU
+  (the floor party spoke last; otherwise the IPU continues the listener's own turn, e.g. across
+  the floor party's backchannels). It is an ``interruption`` when ``s`` lies inside a floor IPU
+  (non-backchannel speech, joined across pauses < ``pause``); ``gap`` = ``s`` - that IPU's end
+  (< 0). Otherwise it is a ``shift``; ``gap`` = ``s`` - the floor party's last speech end (>= 0).
+* **Pause**: a mutual silence (neither party voiced, backchannels included) of at least ``pause``
+  that starts where the floor party's non-backchannel speech ends (and the listener was not the
+  one who stopped there). ``shift`` when the listener's next take-turn after its start is a shift
+  that comes before the floor party's next non-backchannel speech; ``hold`` when the floor party's
+  non-backchannel speech resumes first. Any other silence (e.g. the dialogue ends) is not mined.
+* **Turn-transition gap**: the ``gap`` of every shift, and of every interruption after which the
+  floor party stops before the listener's IPU ends (between-speaker overlap, Heldner & Edlund 2010).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backchannel.lexicon import backchannel_type, is_lexical_backchannel, normalize_form
+
+from .dialogue import Channel, Dialogue, Utterance
+from .events import BackchannelEvent, Pause, TurnEvent
+
+EPS = 1e-6  # seconds
+
+_EMPTY = np.zeros((0, 2), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- speech spans
+def speech_spans(channel: Channel) -> np.ndarray:
+    """Voiced spans ``[k, 2]`` (seconds) of ``channel``: every word, or the utterance where untimed."""
+    spans = [iv for u in channel.utterances for iv in u.speech_intervals()]
+    return _sorted(np.asarray(spans, dtype=np.float64).reshape(-1, 2))
+
+
+def merge_spans(spans: np.ndarray, gap: float = 0.0) -> np.ndarray:
+    """Union of ``spans`` ``[k, 2]``; spans separated by a pause shorter than ``gap`` s are joined.
+
+    Touching or overlapping spans are always joined; a pause of ``gap`` or more separates.
+    """
+    if len(spans) == 0:
+        return _EMPTY
+    spans = _sorted(spans)
+    ends = np.maximum.accumulate(spans[:, 1])
+    pause = spans[1:, 0] - ends[:-1]
+    new = np.concatenate([[True], pause >= max(gap - EPS, EPS)])
+    first = np.flatnonzero(new)
+    last = np.concatenate([first[1:] - 1, [len(spans) - 1]])
+    return np.stack([spans[first, 0], ends[last]], axis=1)
+
+
+def ipus(channel: Channel, gap: float = 0.2) -> list[tuple[float, float]]:
+    """Inter-pausal units ``(start, end)`` (seconds): speech joined across pauses < ``gap`` s."""
+    return [(float(s), float(e)) for s, e in merge_spans(speech_spans(channel), gap)]
+
+
+def floor_spans(dialogue: Dialogue, listener: str) -> np.ndarray:
+    """Raw voiced spans of everyone but ``listener`` (the floor party), sorted by start."""
+    if listener not in dialogue.channels:
+        raise KeyError(f"{dialogue.id}: no speaker {listener!r} (have {dialogue.speakers})")
+    others = [speech_spans(c) for s, c in dialogue.channels.items() if s != listener]
+    return _sorted(np.concatenate(others)) if others else _EMPTY
+
+
+def _sorted(spans: np.ndarray) -> np.ndarray:
+    if len(spans) < 2:
+        return spans
+    return spans[np.lexsort((spans[:, 1], spans[:, 0]))]
+
+
+def _without(spans: np.ndarray, events) -> np.ndarray:
+    """``spans`` minus those lying inside a backchannel ``[onset, offset]``."""
+    if len(spans) == 0 or not events:
+        return spans
+    on = np.array([e.onset for e in events])
+    off = np.array([e.offset for e in events])
+    order = np.argsort(on)
+    on, off = on[order], off[order]
+    k = np.searchsorted(on, spans[:, 0] + EPS, side="right") - 1
+    kk = np.maximum(k, 0)
+    inside = (k >= 0) & (spans[:, 1] <= off[kk] + EPS)
+    return spans[~inside]
+
+
+def _speaking_at(merged: np.ndarray, t: float) -> tuple[bool, float]:
+    """(a span of ``merged`` (sorted, disjoint) is open at ``t``, end of the last span started by ``t``)."""
+    k = int(np.searchsorted(merged[:, 0], t, side="right")) - 1 if len(merged) else -1
+    if k < 0:
+        return False, math.nan
+    end = float(merged[k, 1])
+    return end > t + EPS, end
+
+
+# --------------------------------------------------------------------------- backchannels
+def _span(u: Utterance) -> tuple[float, float]:
+    if u.words:
+        return u.words[0].start, max(w.end for w in u.words)
+    return u.start, u.end
+
+
+def _candidates(listener: Channel, floor_merged: np.ndarray, *, max_words: int, max_duration: float,
+                continue_gap: float):
+    """Yield ``(utt, onset, offset, tag, lexical)`` for short listener utterances not claiming the floor."""
+    utts = sorted((u for u in listener.utterances if u.words or u.end > u.start), key=_span)
+    spans = [_span(u) for u in utts]
+    f_starts = floor_merged[:, 0]
+    for i, (u, (onset, offset)) in enumerate(zip(utts, spans)):
+        if offset - onset > max_duration + EPS or len(u.words) > 4 * max_words:
+            continue
+        words = [w.text for w in u.words]
+        n_words = len(normalize_form(words).split())
+        if u.words and n_words > max_words:
+            continue
+        nxt = spans[i + 1][0] if i + 1 < len(spans) else math.inf
+        if nxt - offset < continue_gap - EPS:  # the listener goes on: backchannel only if the floor does too
+            ongoing, _ = _speaking_at(floor_merged, offset)
+            j = int(np.searchsorted(f_starts, onset - EPS, side="left"))
+            if not ongoing and not (j < len(f_starts) and f_starts[j] < nxt - EPS):
+                continue
+        lexical = bool(u.words) and is_lexical_backchannel(words, max_words)
+        yield u, onset, offset, u.gold_backchannel is True, lexical
+
+
+def _mine_backchannels(listener: Channel, floor_merged: np.ndarray, *, use_tags: bool = True,
+                       max_words: int = 3, max_duration: float = 1.0, continue_gap: float = 0.5):
+    events, counts = [], {"tag": 0, "lexicon": 0, "both": 0, "tag_only": 0, "lexicon_only": 0}
+    for u, onset, offset, tag, lexical in _candidates(listener, floor_merged, max_words=max_words,
+                                                     max_duration=max_duration, continue_gap=continue_gap):
+        counts["tag"] += tag
+        counts["lexicon"] += lexical
+        counts["both"] += tag and lexical
+        counts["tag_only"] += tag and not lexical
+        counts["lexicon_only"] += lexical and not tag
+        if use_tags and u.gold_backchannel is not None:
+            if not tag:
+                continue
+            source = "tag"
+        elif lexical:
+            source = "lexicon"
+        else:
+            continue
+        words = [w.text for w in u.words]
+        in_overlap, last_end = _speaking_at(floor_merged, onset)
+        since = 0.0 if in_overlap else max(onset - last_end, 0.0) if not math.isnan(last_end) else math.nan
+        events.append(BackchannelEvent(
+            listener=listener.speaker, onset=float(onset), offset=float(offset), form=normalize_form(words),
+            bc_type=backchannel_type(words), source=source, lexical=lexical, in_overlap=in_overlap,
+            since_speaker_end=float(since)))
+    return events, counts
+
+
+def mine_backchannels(listener: Channel, floor: Channel, *, use_tags: bool = True, max_words: int = 3,
+                      max_duration: float = 1.0, continue_gap: float = 0.5) -> list[BackchannelEvent]:
+    """The listener's backchannels against ``floor`` (rules in the module docstring), in onset order.
+
+    ``max_words`` words, ``max_duration`` and ``continue_gap`` in seconds.
+    """
+    return _mine_backchannels(listener, merge_spans(speech_spans(floor)), use_tags=use_tags,
+                              max_words=max_words, max_duration=max_duration, continue_gap=continue_gap)[0]
+
+
+def count_backchannel_sources(listener: Channel, floor: Channel, *, max_words: int = 3,
+                              max_duration: float = 1.0, continue_gap: float = 0.5) -> dict[str, int]:
+    """Short, non-floor-claiming listener utterances by verdict, for gold-tag vs lexicon side by side.
+
+    Keys: ``tag`` (corpus-tagged backchannel), ``lexicon`` (lexicon rule), ``both``, ``tag_only``,
+    ``lexicon_only``.
+    """
+    return _mine_backchannels(listener, merge_spans(speech_spans(floor)), max_words=max_words,
+                              max_duration=max_duration, continue_gap=continue_gap)[1]
+
+
+# --------------------------------------------------------------------------- turns and pauses
+def _mine_turns(listener: str, l_speech: np.ndarray, f_speech: np.ndarray, pause: float) -> list[TurnEvent]:
+    """Take-turns from the listener's and floor's non-backchannel raw spans (rules in module docstring)."""
+    l_ipu = merge_spans(l_speech, pause)
+    f_merged, f_ipu = merge_spans(f_speech), merge_spans(f_speech, pause)
+    if len(l_ipu) == 0 or len(f_merged) == 0:
+        return []
+    s = l_ipu[:, 0]
+    prev_end = np.concatenate([[-math.inf], l_ipu[:-1, 1]])
+    k = np.searchsorted(f_merged[:, 0], s - EPS, side="left") - 1  # last floor span starting before s
+    takes = (k >= 0) & (f_merged[np.maximum(k, 0), 1] > prev_end + EPS)
+    k2 = np.searchsorted(f_ipu[:, 0], s - EPS, side="left") - 1
+    floor_end = f_ipu[np.maximum(k2, 0), 1]
+    turns = []
+    for i in np.flatnonzero(takes):
+        gap = float(s[i] - floor_end[i])
+        kind = "interruption" if gap < -EPS else "shift"
+        gap = gap if kind == "interruption" else max(gap, 0.0)
+        turns.append(TurnEvent(listener, float(s[i]), kind, gap, offset=float(l_ipu[i, 1])))
+    return turns
+
+
+def _mine_pauses(l_all: np.ndarray, f_all: np.ndarray, f_speech: np.ndarray, turns: list[TurnEvent],
+                 pause: float) -> list[Pause]:
+    """Hold/shift pauses from raw spans: both parties' speech, the floor's non-backchannel speech."""
+    both = merge_spans(np.concatenate([l_all, f_all]))
+    f_merged, l_merged = merge_spans(f_speech), merge_spans(l_all)
+    if len(both) < 2 or len(f_merged) == 0:
+        return []
+    a, b = both[:-1, 1], both[1:, 0]  # mutual silences
+    keep = b - a >= pause - EPS
+    a, b = a[keep], b[keep]
+    k = np.searchsorted(f_merged[:, 1], a - EPS, side="left")  # floor span ending at a?
+    f_end = np.append(f_merged[:, 1], math.inf)[k]
+    kl = np.searchsorted(l_merged[:, 1], a - EPS, side="left")  # listener span ending at a too?
+    l_end = np.append(l_merged[:, 1], math.inf)[kl]
+    ok = (np.abs(f_end - a) <= EPS) & (np.abs(l_end - a) > EPS)
+    f_next = np.append(f_merged[:, 0], [math.inf, math.inf])[k + 1]
+    turns = sorted(turns, key=lambda x: x.onset)
+    t_on = np.array([x.onset for x in turns] + [math.inf])
+    t_shift = np.array([x.kind == "shift" for x in turns] + [False])
+    j = np.searchsorted(t_on, a + EPS, side="left")
+    t_next = t_on[j]
+    shift = ok & (t_next < f_next - EPS) & t_shift[j]
+    hold = ok & (f_next < t_next - EPS)
+    return [Pause(float(x), float(y), "shift" if s else "hold")
+            for x, y, s, h in zip(a.tolist(), b.tolist(), shift.tolist(), hold.tolist()) if s or h]
+
+
+def _floor_backchannel_default(listener: Channel, floor: Channel, floor_backchannels):
+    return mine_backchannels(floor, listener) if floor_backchannels is None else floor_backchannels
+
+
+def mine_turns(listener: Channel, floor: Channel, backchannels: list[BackchannelEvent], *, pause: float = 0.2,
+               floor_backchannels: list[BackchannelEvent] | None = None) -> list[TurnEvent]:
+    """The listener's take-turns (``shift``/``interruption``, rules in the module docstring).
+
+    ``backchannels``: the listener's; ``floor_backchannels``: the floor party's (default: mined with
+    the roles swapped, exact for two parties; ``mine_dialogue`` mines them per speaker). ``pause`` s.
+    """
+    fb = _floor_backchannel_default(listener, floor, floor_backchannels)
+    return _mine_turns(listener.speaker, _without(speech_spans(listener), backchannels),
+                       _without(speech_spans(floor), fb), pause)
+
+
+def mine_pauses(listener: Channel, floor: Channel, turns: list[TurnEvent], *, pause: float = 0.2,
+                floor_backchannels: list[BackchannelEvent] | None = None) -> list[Pause]:
+    """Mutual silences of >= ``pause`` s after the floor party's speech, labelled hold/shift (module doc)."""
+    fb = _floor_backchannel_default(listener, floor, floor_backchannels)
+    f_all = speech_spans(floor)
+    return _mine_pauses(speech_spans(listener), f_all, _without(f_all, fb), turns, pause)
+
+
+# --------------------------------------------------------------------------- per dialogue
+@dataclass
+class ListenerEvents:
+    """Everything mined for one listener against the floor party (``floor``: its speaker id)."""
+
+    listener: str
+    floor: str
+    backchannels: list[BackchannelEvent]
+    turns: list[TurnEvent]
+    pauses: list[Pause]
+    source_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DialogueEvents:
+    """Per-listener events of one dialogue, keyed by listener id, and the options used to mine them."""
+
+    dialogue: str
+    listeners: dict[str, ListenerEvents]
+    options: dict = field(default_factory=dict)
+
+    def __getitem__(self, listener: str) -> ListenerEvents:
+        return self.listeners[listener]
+
+
+def mine_dialogue(dialogue: Dialogue, *, use_tags: bool = True, max_words: int = 3, max_duration: float = 1.0,
+                  continue_gap: float = 0.5, pause: float = 0.2) -> DialogueEvents:
+    """Mine every speaker as listener against the floor party (all the others); times in seconds."""
+    opts = {"use_tags": use_tags, "max_words": max_words, "max_duration": max_duration,
+            "continue_gap": continue_gap}
+    speakers = dialogue.speakers
+    spans = {s: speech_spans(c) for s, c in dialogue.channels.items()}
+    for s, x in spans.items():
+        if not np.isfinite(x).all():
+            raise ValueError(f"{dialogue.source or dialogue.id}: speaker {s}: NaN/inf in speech times")
+
+    def others(table, s):
+        rest = [table[o] for o in speakers if o != s]
+        return _sorted(np.concatenate(rest)) if rest else _EMPTY
+
+    bcs, counts = {}, {}
+    for s in speakers:
+        bcs[s], counts[s] = _mine_backchannels(dialogue.channels[s], merge_spans(others(spans, s)), **opts)
+    substantive = {s: _without(spans[s], bcs[s]) for s in speakers}
+    out = {}
+    for s in speakers:
+        f_all, f_speech = others(spans, s), others(substantive, s)
+        turns = _mine_turns(s, substantive[s], f_speech, pause)
+        pauses = _mine_pauses(spans[s], f_all, f_speech, turns, pause)
+        floor_id = "+".join(o for o in speakers if o != s)
+        out[s] = ListenerEvents(s, floor_id, bcs[s], turns, pauses, counts[s])
+    return DialogueEvents(dialogue.id, out, dict(opts, pause=pause))
+
+
+def turn_transition_gaps(dialogue: Dialogue, events: DialogueEvents | None = None, **opts) -> list[float]:
+    """Floor-transfer offsets (seconds; > 0 gaps, < 0 overlaps) of all speakers, in onset order."""
+    events = events if events is not None else mine_dialogue(dialogue, **opts)
+    turns = sorted((t for ev in events.listeners.values() for t in ev.turns), key=lambda t: t.onset)
+    return [t.gap for t in turns if t.kind == "shift" or t.onset - t.gap < t.offset - EPS]
