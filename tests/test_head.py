@@ -1,0 +1,121 @@
+"""Timing head: streaming == batched, loss with class weights / focal term / type masking (hand-computed)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backchannel.backbones import FrameFeatures
+from backchannel.corpora.events import BACKCHANNEL, SILENT, TAKE_TURN
+from backchannel.head import TimingHead, focal_cross_entropy, head_loss, inverse_frequency_weights
+
+
+@pytest.mark.parametrize("kind", ["gru", "mlp"])
+def test_step_equals_forward(kind):
+    torch.manual_seed(0)
+    head = TimingHead(24, hidden=16, kind=kind).eval()
+    x = torch.randn(3, 40, 24)
+    with torch.no_grad():
+        actions, types = head(x)
+    assert actions.shape == (3, 40, 3) and types.shape == (3, 40, 5)
+    state, got_a, got_t = head.init_state(3), [], []
+    for t in range(40):
+        a, b, state = head.step(state, x[:, t])
+        got_a.append(a)
+        got_t.append(b)
+    torch.testing.assert_close(torch.stack(got_a, 1), actions, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.stack(got_t, 1), types, atol=1e-5, rtol=0)
+
+
+def test_gru_carries_state_and_mlp_does_not():
+    torch.manual_seed(1)
+    x = torch.randn(1, 6, 8)
+    x2 = x.clone()
+    x2[:, 0, 0] += 5.0  # one feature (a constant shift of all would vanish in the LayerNorm)
+    for kind, should_differ in (("gru", True), ("mlp", False)):
+        head = TimingHead(8, hidden=8, kind=kind).eval()
+        with torch.no_grad():
+            late = (head(x)[0][:, -1] - head(x2)[0][:, -1]).abs().max().item()
+        assert (late > 1e-6) == should_differ, kind
+
+
+def test_head_on_raw_frame_features():
+    feats = FrameFeatures()
+    head = TimingHead(feats.hidden_size, kind="mlp")
+    frames = {"va_listener": torch.rand(2, 7), "va_speaker": torch.rand(2, 7),
+              "prosody": torch.randn(2, 7, 8), "prosody_mask": torch.ones(2, 7, 8, dtype=torch.bool)}
+    actions, types = head(feats(frames))
+    assert actions.shape == (2, 7, 3) and types.shape == (2, 7, 5)
+
+
+def test_focal_loss_hand_computed():
+    # frame 0: p = (.25, .25, .5), target 2; frame 1: p = (.6, .2, .2), target 0; frame 2 ignored
+    logits = torch.tensor([[0.0, 0.0, math.log(2.0)], [math.log(3.0), 0.0, 0.0], [9.0, 0.0, 0.0]])
+    target = torch.tensor([2, 0, -100])
+    w = torch.tensor([1.0, 2.0, 3.0])
+    ce0, ce1 = -math.log(0.5), -math.log(0.6)
+    assert focal_cross_entropy(logits, target).item() == pytest.approx((ce0 + ce1) / 2, rel=1e-6)
+    expected = (3 * 0.5**2 * ce0 + 1 * 0.4**2 * ce1) / (3 + 1)
+    assert focal_cross_entropy(logits, target, w, gamma=2.0).item() == pytest.approx(expected, rel=1e-6)
+    # gamma = 0 is PyTorch's weighted cross-entropy
+    expected_ce = F.cross_entropy(logits, target, weight=w)
+    torch.testing.assert_close(focal_cross_entropy(logits, target, w), expected_ce)
+
+
+def test_type_loss_only_on_backchannel_frames():
+    action = torch.tensor([[SILENT, BACKCHANNEL, TAKE_TURN, BACKCHANNEL, -100]])
+    bc_type = torch.tensor([[2, 3, 1, -100, 4]])  # only frame 1 is a BACKCHANNEL frame with a type
+    action_logits = torch.zeros(1, 5, 3)
+    type_logits = torch.randn(1, 5, 5)
+    type_logits[0, 1] = 0.0  # uniform over 5 types at the one counted frame
+    out = head_loss(action_logits, type_logits, action, bc_type)
+    assert out["type_loss"].item() == pytest.approx(math.log(5), rel=1e-6)
+    assert out["action_loss"].item() == pytest.approx(math.log(3), rel=1e-6)  # 4 labelled frames, uniform
+    assert out["loss"].item() == pytest.approx(math.log(3) + math.log(5), rel=1e-6)
+    # type logits at other frames do not matter
+    type_logits2 = type_logits.clone()
+    type_logits2[0, [0, 2, 3, 4]] += 10 * torch.randn(4, 5)
+    again = head_loss(action_logits, type_logits2, action, bc_type)
+    assert again["type_loss"].item() == pytest.approx(math.log(5))
+    # the dataset's encoding: int8 labels, bc_type -1 where the frame is not a backchannel
+    bc_type8 = torch.tensor([[-1, 3, -1, -1, -1]], dtype=torch.int8)
+    out8 = head_loss(action_logits, type_logits, action.to(torch.int8), bc_type8)
+    assert out8["type_loss"].item() == pytest.approx(math.log(5), rel=1e-6)
+
+
+def test_class_weights_change_the_action_loss():
+    action = torch.tensor([SILENT, SILENT, SILENT, BACKCHANNEL])
+    logits = torch.tensor([[2.0, 0.0, 0.0]] * 3 + [[2.0, 0.0, 0.0]])  # confident SILENT everywhere
+    bc_type = torch.full((4,), -100)
+    plain = head_loss(logits, torch.zeros(4, 5), action, bc_type)
+    w = torch.tensor([1.0, 3.0, 1.0])
+    weighted = head_loss(logits, torch.zeros(4, 5), action, bc_type, class_weights=w)
+    p_silent = math.exp(2) / (math.exp(2) + 2)
+    ce_right, ce_wrong = -math.log(p_silent), -math.log(1 / (math.exp(2) + 2))
+    assert plain["action_loss"].item() == pytest.approx((3 * ce_right + ce_wrong) / 4, rel=1e-6)
+    assert weighted["action_loss"].item() == pytest.approx((3 * ce_right + 3 * ce_wrong) / 6, rel=1e-6)
+    assert plain["type_loss"].item() == 0.0  # no backchannel type anywhere
+
+
+def test_loss_backpropagates_to_the_head():
+    torch.manual_seed(2)
+    head = TimingHead(8, hidden=8)
+    actions, types = head(torch.randn(2, 5, 8))
+    action = torch.randint(0, 3, (2, 5))
+    bc_type = torch.randint(0, 5, (2, 5))
+    head_loss(actions, types, action, bc_type, focal_gamma=1.0)["loss"].backward()
+    assert head.action.weight.grad.abs().sum() > 0 and head.body.weight_ih_l0.grad.abs().sum() > 0
+
+
+def test_inverse_frequency_weights():
+    w = inverse_frequency_weights(torch.tensor([0, 0, 0, 1, -100]), 3)
+    torch.testing.assert_close(w, torch.tensor([4 / 9, 4 / 3, 0.0]))
+    w_sqrt = inverse_frequency_weights(torch.tensor([0, 0, 0, 1]), 3, power=0.5)
+    torch.testing.assert_close(w_sqrt, torch.tensor([math.sqrt(4 / 9), math.sqrt(4 / 3), 0.0]))
+
+
+def test_bad_kind():
+    with pytest.raises(ValueError, match="'gru' or 'mlp'"):
+        TimingHead(8, kind="lstm")
