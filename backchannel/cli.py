@@ -82,15 +82,21 @@ def _with_audio(dialogues, audio_dir: Path, skipped):
 
 
 def _print_summary(name: str, out: Path, manifest: dict) -> None:
+    """Per split: dialogues, rows, mined backchannels, and the gold-tag vs lexicon-rule candidates side by side."""
     print(f"\n{name}: dataset written to {out}")
     counts = manifest.get("backchannels", {})
-    print(f"{'split':<6} {'dialogues':>9} {'rows':>6} {'backchannels':>12} {'tag':>7} {'lexicon':>8} {'shifts':>7}")
+    print(f"{'split':<6} {'dialogues':>9} {'rows':>5} {'mined':>6} | {'by tag':>6} {'by lexicon':>10} {'both':>5} "
+          f"{'tag only':>8} {'lex only':>8} | {'shifts':>6} {'interrupt':>9}")
     for split in ("train", "dev", "test"):
-        c = counts.get(split, {})
-        print(f"{split:<6} {manifest['splits'].get(split, {}).get('dialogues', 0):>9} "
-              f"{manifest['splits'].get(split, {}).get('rows', 0):>6} {c.get('events', 0):>12} "
-              f"{c.get('tag', 0):>7} {c.get('lexicon', 0):>8} "
-              f"{manifest['splits'].get(split, {}).get('shifts', 0):>7}")
+        c, sp = counts.get(split, {}), manifest["splits"].get(split, {})
+        cand = c.get("candidates", {})
+        print(f"{split:<6} {sp.get('dialogues', 0):>9} {sp.get('rows', 0):>5} {c.get('events', 0):>6} | "
+              f"{cand.get('tag', 0):>6} {cand.get('lexicon', 0):>10} {cand.get('both', 0):>5} "
+              f"{cand.get('tag_only', 0):>8} {cand.get('lexicon_only', 0):>8} | {sp.get('shifts', 0):>6} "
+              f"{sp.get('interruptions', 0):>9}")
+    print("  mined = events used for labels (source: corpus tag where the corpus has tags, else the lexicon rule);\n"
+          "  by tag / by lexicon = short (<= 3 words, <= 1 s), non-floor-claiming listener utterances that the "
+          "corpus tag / the lexicon rule accept.")
 
 
 def cmd_stats(args) -> int:

@@ -152,6 +152,23 @@ def _add_stats(stats: dict, bc: dict, row: dict, counts: dict) -> None:
     stats["shift_pauses"] += len(row["shift_pauses"])
 
 
+def row_prosody(row: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(prosody [n, 8] float32, mask [n, 8] bool)`` of a dataset row.
+
+    Rows without any audio store prosody as 0 x 8 to keep the dataset small (MRDA would otherwise carry
+    ~20 M frames of masked zeros); this expands them back to n frames, all masked.
+    """
+    n = int(row["n_frames"])
+    prosody = np.asarray(row["prosody"], dtype=np.float32).reshape(-1, PROSODY_DIM)
+    mask = np.asarray(row["prosody_mask"], dtype=bool).reshape(-1, PROSODY_DIM)
+    if len(prosody) == 0:
+        return np.zeros((n, PROSODY_DIM), np.float32), np.zeros((n, PROSODY_DIM), bool)
+    if len(prosody) != n or mask.shape != prosody.shape:
+        raise ValueError(f"row {row.get('dialogue')}/{row.get('listener')}: prosody has {len(prosody)} frames, "
+                         f"expected {n}")
+    return prosody, mask
+
+
 def is_prepared(path: str | Path) -> bool:
     """True when ``path`` holds a dataset written by ``build_dataset``."""
     p = Path(path)
@@ -224,6 +241,9 @@ def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progre
             stats[d.split]["dialogues"] += 1
             for listener, row in zip(d.speakers, frame_dialogue(d, events, horizon=settings.horizon)):
                 row.update(corpus=d.corpus, split=d.split)
+                if not row["prosody_mask"].any():  # no audio: store 0 x 8, read back with row_prosody()
+                    row["prosody"] = np.zeros((0, PROSODY_DIM), np.float32)
+                    row["prosody_mask"] = np.zeros((0, PROSODY_DIM), bool)
                 writers[d.split].write_batch({k: [row[k]] for k in FEATURES})
                 _digest(hashes[d.split], row)
                 _add_stats(stats[d.split], bc_counts[d.split], row, events[listener].source_counts)

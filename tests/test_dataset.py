@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from backchannel.corpora.dataset import FEATURES, SPLITS, LabelSettings, build_dataset, load_prepared
+from backchannel.corpora.dataset import FEATURES, SPLITS, LabelSettings, build_dataset, load_prepared, row_prosody
 from test_mining import tagged, three_party, two_party  # hand-built dialogues
 
 
@@ -29,7 +29,9 @@ def test_rows_schema_and_manifest(tmp_path):
     row = dd["train"].with_format("numpy")[1]  # hand2, listener B
     assert (row["dialogue"], row["listener"], row["floor"], row["split"], row["n_frames"]) == \
         ("hand2", "B", "A", "train", 163)
-    assert row["prosody"].shape == (163, 8) and row["prosody_mask"].dtype == bool
+    assert row["prosody"].shape == (0, 8)  # no audio: stored empty ...
+    prosody, mask = row_prosody(row)  # ... and expanded to n frames, all masked
+    assert prosody.shape == (163, 8) and mask.dtype == bool and not mask.any() and not prosody.any()
     assert np.flatnonzero(row["action"] == 1).tolist() == list(range(23, 30)) + list(range(43, 50))
     assert row["bc_forms"].tolist() == ["mhm", "yeah"] and row["hold_pauses"].shape == (2, 2)
     assert dd["test"][2]["floor"] == "A+B"
@@ -109,3 +111,14 @@ def test_bad_inputs(tmp_path):
         build_dataset([two_party()], tmp_path / "mine", corpus="hand", progress=False, overwrite=True)
     with pytest.raises(FileNotFoundError, match="mine: not a prepared dataset"):
         load_prepared(tmp_path / "mine")
+
+
+def test_row_prosody_keeps_audio_rows_and_rejects_wrong_length():
+    n = 3
+    p = np.arange(24, dtype=np.float32).reshape(3, 8)
+    m = np.ones((3, 8), bool)
+    got_p, got_m = row_prosody({"n_frames": n, "prosody": p, "prosody_mask": m})
+    np.testing.assert_array_equal(got_p, p)
+    assert got_m.all()
+    with pytest.raises(ValueError, match="prosody has 2 frames, expected 3"):
+        row_prosody({"n_frames": n, "prosody": p[:2], "prosody_mask": m[:2], "dialogue": "d", "listener": "A"})
