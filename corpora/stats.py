@@ -56,6 +56,7 @@ def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, 
     splits: dict[str, Counter] = {}
     turns = Counter()
     n_dialogues = duration = minutes = 0.0
+    criteria: Counter = Counter()  # candidate verdicts: corpus tag vs lexicon rule, side by side
     for d in dialogues:
         ev = mine_dialogue(d, **mine_opts) if events is None else next(events, None)
         if ev is None:
@@ -71,6 +72,7 @@ def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, 
             le = ev.listeners.get(listener)
             listener_bcs = sorted(le.backchannels if le else [], key=lambda b: b.onset)
             listener_turns = le.turns if le else []
+            criteria.update(getattr(le, "source_counts", None) or {})
             m = d.duration / 60.0
             minutes += m
             rates.append(len(listener_bcs) / m if m > 0 else math.nan)
@@ -110,6 +112,8 @@ def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, 
                                if len(per_id) <= MAX_LISTENER_IDS else None),
         },
         "sources": {s: {"count": sources[s], "share": _div(sources[s], n)} for s in ("tag", "lexicon")},
+        # short, non-floor-claiming listener utterances accepted by each criterion (mining.count_backchannel_sources)
+        "criteria": {k: int(criteria[k]) for k in ("tag", "lexicon", "both", "tag_only", "lexicon_only")},
         "forms": {
             "distinct": len(forms),
             "top": [{"form": f, "count": c, "share": _div(c, n)} for f, c in top[:TOP_FORMS]],
@@ -202,6 +206,10 @@ def compare_to_human_reference(stats: dict) -> list[str]:
         lines.append(f"turn-transition gap mode: {lo * 1000:.0f}..{hi * 1000:.0f} ms, median "
                      f"{_ms(gaps['median_s'])} over {gaps['n']} transitions (reference: mode ~"
                      f"{ref['gap_mode_s'] * 1000:.0f} ms, Stivers et al. 2009)")
+    crit = stats.get("criteria") or {}
+    if crit.get("tag") or crit.get("lexicon"):
+        lines.append(f"candidates accepted by the corpus tag: {crit['tag']}, by the lexicon rule: {crit['lexicon']} "
+                     f"(both {crit['both']}, tag only {crit['tag_only']}, lexicon only {crit['lexicon_only']})")
     return lines
 
 
