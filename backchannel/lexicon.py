@@ -46,7 +46,7 @@ _ALIASES = {
     "mmhmm": "mhm", "mm-hmm": "mhm", "mmhm": "mhm", "mhmm": "mhm", "mhm": "mhm", "hm": "hmm",
     "hmm": "hmm", "mm-mm": "mm", "uh-huh": "uhhuh", "uhhuh": "uhhuh", "uh-hu": "uhhuh",
     "uh-hum": "uhum", "um-hum": "uhum", "ok": "okay", "o_k": "okay", "o.k.": "okay", "o.k": "okay",
-    "okey": "okay", "okay": "okay", "aright": "alright", "alright": "alright", "yeh": "yeah",
+    "okey": "okay", "okey-dokey": "okay", "okey-doke": "okay", "okie-dokie": "okay", "okay": "okay", "aright": "alright", "alright": "alright", "yeh": "yeah",
     "yea": "yeah", "yah": "yeah", "ye": "yeah", "yep": "yep", "mmm": "mmm", "mm": "mm",
 }
 
@@ -76,15 +76,16 @@ def is_lexical_backchannel(words, max_words: int = 3) -> bool:
 
 
 def backchannel_type(words) -> str:
-    """Semantic type of a backchannel form: a phrase entry, else the last typed word, else ``continuer``.
+    """Semantic type of a backchannel form: a phrase entry, else the last typed word, else ``acknowledgement``.
 
-    ``oh okay`` -> acknowledgement, ``oh really`` -> surprise, ``yeah yeah`` -> agreement.
+    ``oh okay`` -> acknowledgement, ``oh really`` -> surprise, ``yeah yeah`` -> agreement. Forms with no
+    lexicon word are corpus-tagged repeats ("south", "the lake") that confirm what was heard: acknowledgement.
     """
     form = normalize_form(words)
     if form in PHRASE_TYPES:
         return PHRASE_TYPES[form]
     typed = [WORD_TYPES[w] for w in form.split() if w in WORD_TYPES]
     if not typed:
-        return "continuer"
+        return "acknowledgement"
     # A leading "oh" marks a change of state; the word after it names the response type.
     return typed[-1]

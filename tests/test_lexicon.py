@@ -28,3 +28,8 @@ def test_lexical_rule_size_and_content():
     assert not is_lexical_backchannel(["I"])  # filler only
     assert not is_lexical_backchannel([])
     assert normalize_form(["Oh", "O_K"]) == "oh okay"
+
+
+def test_tagged_repeat_without_lexicon_word_is_an_acknowledgement():
+    assert backchannel_type(["south"]) == "acknowledgement"
+    assert normalize_word("okey-dokey") == "okay"

@@ -122,7 +122,7 @@ def test_tags_decide_and_lexicon_counted_side_by_side():
     bcs = mine_backchannels(lis, flo)
     assert [(b.onset, b.form, b.bc_type, b.source, b.lexical, b.in_overlap) for b in bcs] == [
         (1.0, "okay", "acknowledgement", "tag", True, True),
-        (7.0, "go on", "continuer", "tag", False, True),
+        (7.0, "go on", "acknowledgement", "tag", False, True),  # no lexicon word: fallback type
         (8.0, "mhm", "continuer", "tag", True, True)]
     assert count_backchannel_sources(lis, flo) == {"tag": 3, "lexicon": 3, "both": 2, "tag_only": 1,
                                                    "lexicon_only": 1}
