@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except CorpusError as err:
         _say(f"error: {err}")
         return 2
+    except FileExistsError as err:
+        _say(f"error: {err} (use --overwrite)" if "overwrite" not in str(err) else f"error: {err}")
+        return 2
     except KeyboardInterrupt:
         _say("interrupted; nothing half-written was left behind")
         return 130
