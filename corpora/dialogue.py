@@ -6,7 +6,9 @@ and, optionally, per-frame audio features (``ChannelAudio``) on the 80 ms frame 
 """
 from __future__ import annotations
 
+import gc
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -15,6 +17,18 @@ import numpy as np
 from backchannel.frames import merge_intervals, num_frames
 
 from .errors import CorpusError
+
+
+@contextmanager
+def gc_paused():
+    """Pause the cyclic GC while a reader builds one dialogue's (acyclic) objects: halves load time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)

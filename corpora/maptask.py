@@ -17,15 +17,13 @@ Official split for this project, by name prefix: train ``q1``-``q5``, dev ``q6``
 """
 from __future__ import annotations
 
-import gc
 import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from .dialogue import Channel, Dialogue, Utterance, Word
+from .dialogue import Channel, Dialogue, Utterance, Word, gc_paused
 from .errors import CorpusError
 
 SPEAKERS = ("g", "f")
@@ -160,22 +158,10 @@ def _check_overlap(path: Path, words: list[tuple[Word, str]]) -> None:
             last_end, last_id = w.end, wid
 
 
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic GC while building one dialogue's (acyclic) objects: halves load time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def read_maptask_dialogue(timed_units_dir_or_root: str | Path, dialogue_id: str) -> Dialogue:
     """One dialogue with channels ``g`` and ``f``; raises ``CorpusError`` on bad or missing files."""
     root = maptask_root(timed_units_dir_or_root)
-    with _gc_paused():
+    with gc_paused():
         channels = {s: Channel(s, _read_speaker(root, dialogue_id, s)) for s in SPEAKERS}
     source = root / "timed-units" / f"{dialogue_id}.g.timed-units.xml"
     ends = [u.end for c in channels.values() for u in c.utterances]

@@ -28,15 +28,13 @@ Quirks of the release and how they are read:
 """
 from __future__ import annotations
 
-import gc
 import math
 import re
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from functools import cache, lru_cache
 from pathlib import Path
 
-from .dialogue import Channel, Dialogue, Utterance, Word
+from .dialogue import Channel, Dialogue, Utterance, Word, gc_paused
 from .errors import CorpusError
 
 # Tags of the source repository's full_label_map.txt, plus z (unlabelled), x (nonspeech) and the
@@ -170,24 +168,12 @@ def _check_overlap(path: Path, rows: list[tuple[int, list[Word]]], speaker: str)
             last_end, last_line = w1, line
 
 
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic GC while building one dialogue's (acyclic) objects: halves load time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def read_mrda_meeting(dadb_path: str | Path) -> Dialogue:
     """One meeting, channels keyed by speaker id; raises ``CorpusError`` on bad input.
 
     ``split`` is left None here (the split files live beside ``database/``; ``load_mrda`` sets it).
     """
-    with _gc_paused():
+    with gc_paused():
         return _read_meeting(Path(dadb_path))
 
 
