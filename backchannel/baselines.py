@@ -313,8 +313,10 @@ class HandcraftedFeatures:
         missing = [k for k in ("va_speaker", "va_listener") if k not in row]
         if missing:
             raise KeyError(f"dataset row lacks {missing} (has {sorted(row)})")
-        return self(row["va_speaker"], row["va_listener"], row.get(self.text_key),
-                    row.get("prosody"), row.get("prosody_mask"))
+        prosody, mask = row.get("prosody"), row.get("prosody_mask")
+        if prosody is not None and len(prosody) == 0 and len(row["va_speaker"]) > 0:
+            prosody, mask = None, None  # audio-less dataset row (prosody stored 0 x 8): no prosody
+        return self(row["va_speaker"], row["va_listener"], row.get(self.text_key), prosody, mask)
 
 
 class LogisticBaseline:

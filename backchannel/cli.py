@@ -183,12 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--base-url", help="mirror to download from instead of the public host")
     dl.set_defaults(func=cmd_download)
 
-    for module in ("backchannel.rating.commands",):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(sub)
+    from backchannel.evaluate import register as register_evaluate
+    from backchannel.plugin.simulate import register as register_simulate
+    from backchannel.train.cli import register as register_train
+
+    register_train(sub)
+    register_evaluate(sub)
+    register_simulate(sub)
+    try:  # the rater app's web stack is the optional [rating] extra
+        from backchannel.rating.commands import register as register_rating
+    except ImportError:
+        pass
+    else:
+        register_rating(sub)
     return p
 
 

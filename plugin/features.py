@@ -333,6 +333,9 @@ def split_frames(row: Mapping) -> Iterator[dict]:
     (``corpora.framing.frame_listener`` output or a dataset row): its per-frame columns, frame by frame."""
     n = len(row["va_listener"])
     cols = {k: row[k] for k in FRAME_KEYS if k in row}
+    if "prosody" in cols and len(cols["prosody"]) == 0 and n > 0:  # audio-less dataset row: stored 0 x 8
+        cols.pop("prosody")
+        cols.pop("prosody_mask", None)
     for k, v in cols.items():
         if len(v) != n:
             raise ValueError(f"row {row.get('dialogue', '?')}: column {k!r} has {len(v)} frames, "

@@ -440,3 +440,24 @@ def test_audio_path_is_causal_and_takes_8k():
     assert not all(torch.equal(a[t]["prosody"], b[t]["prosody"]) for t in range(20, 40))
     va = np.array([r["va_listener"].item() for r in a])
     assert va[11:29].min() == 1.0 and va[:9].max() == 0.0 and va[32:].max() == 0.0
+
+
+def test_audio_less_dataset_rows_replay_with_masked_prosody(model):
+    """Dataset rows without audio store prosody as 0 x 8; replaying one equals replaying it with
+    explicit all-masked prosody, and the logistic baseline featurises it the same way."""
+    from backchannel.baselines import HandcraftedFeatures
+
+    backbone, head = model
+    frames = synthetic_dialogue(30, seed=5)
+    for f in frames:
+        f["prosody"], f["prosody_mask"] = [0.0] * 8, [False] * 8
+    full = {k: [f[k] for f in frames] for k in frames[0]} | {"dialogue": "d2"}
+    stored = full | {"prosody": [], "prosody_mask": []}
+    listener = StreamingListener(backbone, head, Policy(on=0.3), deadline_s=NO_DEADLINE)
+    assert run_offline(listener, stored) == run_offline(listener, full)
+    assert all("prosody" not in f for f in split_frames(stored))
+    hf = HandcraftedFeatures()
+    row = {"va_speaker": full["va_speaker"], "va_listener": full["va_listener"], "prosody": [], "prosody_mask": []}
+    x = hf.from_row(row)
+    y = hf(full["va_speaker"], full["va_listener"], None, np.zeros((30, 8)), np.zeros((30, 8), bool))
+    np.testing.assert_array_equal(x, y)

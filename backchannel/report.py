@@ -1,0 +1,329 @@
+"""The evaluation report as markdown tables and PNG plots (from ``backchannel.evaluate``'s report dict).
+
+Plots per corpus: onset timing relative to the end of the speaker's last speech (histograms, model vs
+human), precision-recall curves of the BACKCHANNEL frame class (rules as points), and a timeline of one
+test listener with true and predicted backchannel onsets.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backchannel.frames import FRAME_S
+from backchannel.metrics import OFFSET_BINS
+
+ACTIONS = ("SILENT", "BACKCHANNEL", "TAKE_TURN")
+_PALETTE = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+TRUE_COLOR = "tab:green"
+
+
+_KNOWN = ("random", "pause_gate", "logistic", "head", "ward_tsukahara")
+
+
+def _colors(names) -> dict:
+    """One colour per system name, the same in every plot (green is kept for the true events)."""
+    names = list(dict.fromkeys(names))
+    other = [n for n in names if n not in _KNOWN]
+    return {n: _PALETTE[(_KNOWN.index(n) if n in _KNOWN else len(_KNOWN) + other.index(n)) % len(_PALETTE)]
+            for n in names}
+
+
+def _f(x, digits: int = 3) -> str:
+    """A number for a table cell ("–" for missing/NaN)."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    if isinstance(x, int):
+        return str(x)
+    return f"{x:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def _variants(systems: dict):
+    """``(system, variant, figures)`` of every system that ran, in report order."""
+    for name, rep in systems.items():
+        if rep.get("status") != "ok":
+            continue
+        for variant, v in rep["variants"].items():
+            yield name, variant, v
+
+
+def event_table(section: dict, margins: list[str]) -> list[str]:
+    """Backchannel event P/R at [-500,+500] and F1 at each margin, one line per system and variant."""
+    main = "[-500,+500]" if "[-500,+500]" in margins else margins[0]
+    header = ["system", "variant", f"P {main}", f"R {main}"] + [f"F1 {m}" for m in margins] + \
+        ["rate /min", "human /min", "rate ratio"]
+    rows = []
+    for name, rep in section["systems"].items():
+        if rep.get("status") != "ok":
+            rows.append([name, rep.get("status")] + ["–"] * (len(header) - 2))
+            continue
+        for variant, v in rep["variants"].items():
+            ev, cad = v["events"], v["cadence"]
+            f1s = [_f(ev[m]["f1"]) + (f" ± {_f(ev[m]['f1_std'])}" if "f1_std" in ev[m] else "") for m in margins]
+            rows.append([name + (f" ({rep['rows']}/{rep['rows_total']} rows)" if "rows" in rep and
+                                 rep["rows"] < rep["rows_total"] else ""), variant,
+                         _f(ev[main]["precision"]), _f(ev[main]["recall"]), *f1s,
+                         _f(cad["model"]["rate_per_minute"], 2), _f(cad["human"]["rate_per_minute"], 2),
+                         _f(cad["rate_ratio"], 2)])
+    return _table(header, rows)
+
+
+def frame_table(section: dict) -> list[str]:
+    header = ["system"] + [f"F1 {a}" for a in ACTIONS] + ["macro-F1", "balanced acc."] + \
+        [f"AUPRC {a}" for a in ACTIONS]
+    rows = []
+    for name, rep in section["systems"].items():
+        fr = rep.get("frame")
+        if not fr:
+            continue
+        if "macro_f1" in fr:
+            rows.append([name, *map(_f, fr["f1"]), _f(fr["macro_f1"]), _f(fr["balanced_accuracy"]),
+                         *map(_f, fr["auprc"])])
+        else:  # a rule: its firing condition vs BACKCHANNEL frames only
+            rows.append([name, "–", _f(fr["f1_backchannel"]), "–", "–", "–", "–", _f(fr["auprc_backchannel"]), "–"])
+    return _table(header, rows)
+
+
+def turn_tables(section: dict) -> list[str]:
+    sh, tt = [], []
+    for name, rep in section["systems"].items():
+        for source, s in rep.get("shift_hold", {}).items():
+            sh.append([name, source, _f(s["threshold"]), _f(s["balanced_accuracy"]),
+                       _f(s["balanced_accuracy_at_0.5"]), _f(s["roc_auc"]), s["n_shift"], s["n_hold"]])
+        if "take_turn" in rep:
+            t = rep["take_turn"]
+            ev = t["events"].get("[-500,+500]", next(iter(t["events"].values())))
+            tt.append([name, _f(t["settings"]["threshold"]), t["settings"]["smoothing"], _f(t["settings"]["lead"], 2),
+                       _f(ev["f1"]), _f(t["median_latency"]), _f(t["coverage"]), _f(t["human_median_latency"]),
+                       t["n_shift_pauses"]])
+    out = []
+    if sh:
+        out += [("Shift vs hold in mutual silences (score: mean p(shift) 50–150 ms into the pause; threshold "
+                "tuned on dev):"), ""]
+        out += _table(["system", "p(shift) from", "threshold (dev)", "balanced acc.", "bal. acc. @0.5", "ROC AUC",
+                       "shifts", "holds"], sh)
+    if tt:
+        out += [("Take-turn onsets (trigger on p(TAKE_TURN), tuned on dev against shift + interruption onsets); "
+                "latency = predicted onset − speaker's end in shift pauses (s):"), ""]
+        out += _table(["system", "threshold", "smoothing", "lead (s)", "F1 [-500,+500]", "median latency",
+                       "coverage", "human median gap", "shift pauses"], tt)
+    return out
+
+
+def cadence_table(section: dict) -> list[str]:
+    rows = []
+    for name, variant, v in _variants(section["systems"]):
+        c = v["cadence"]
+        m, h = c["model"], c["human"]
+        rows.append([name, variant, _f(m["rate_per_minute"], 2), _f(h["rate_per_minute"], 2), _f(c["rate_ratio"], 2),
+                     _f(m["median_offset"]), _f(h["median_offset"]), _f(c["offset_js_distance"]),
+                     _f(m["share_in_overlap"]), _f(h["share_in_overlap"]), _f(m["median_inter_onset"], 2),
+                     _f(h["median_inter_onset"], 2)])
+    return _table(["system", "variant", "rate /min", "human /min", "ratio", "median offset (s)", "human", "JS dist.",
+                   "in overlap", "human", "median IBI (s)", "human"], rows)
+
+
+def ratio_table(section: dict, margins: list[str]) -> list[str]:
+    if not section.get("ratios"):
+        return ["(no pause-gate ratio: the pause gate or the probabilistic systems did not run)", ""]
+    return _table(["F1 ratio"] + margins, [[k.replace("_over_pause_gate", " / pause gate"),
+                                            *[_f(v.get(m), 2) for m in margins]] for k, v in section["ratios"].items()])
+
+
+def summary_lines(report: dict) -> list[str]:
+    """A few console lines: F1 at [-500,+500] and rate ratio per system and corpus."""
+    out = []
+    for corpus, sec in report["corpora"].items():
+        parts = []
+        for name, rep in sec["systems"].items():
+            if rep.get("status") != "ok":
+                parts.append(f"{name} {rep.get('status')}")
+                continue
+            for variant, v in rep["variants"].items():
+                ev = v["events"].get("[-500,+500]") or next(iter(v["events"].values()))
+                parts.append(f"{name}/{variant} F1 {_f(ev['f1'])} (rate x{_f(v['cadence']['rate_ratio'], 2)})")
+        out.append(f"{corpus}: " + "; ".join(parts))
+    return out
+
+
+def markdown(report: dict, plots: dict | None = None) -> str:
+    """The whole report as markdown (``plots``: corpus -> list of PNG file names to link)."""
+    s = report["settings"]
+    from backchannel.metrics import margin_label
+
+    margins = [margin_label(tuple(m)) for m in s["margins"]]
+    lines = ["# Backchannel evaluation", "",
+             (f"Created {report['created']}; code {report['code'].get('git_commit') or '?'} "
+             f"(backchannel {report['code'].get('version')}); checkpoint: {report.get('checkpoint') or 'none'}."), "",
+             ("All figures on the official TEST splits; every threshold, smoothing window and lead is tuned on DEV "
+             f"only (event F1 at {margin_label(tuple(s['tune_margin']))}; variant `rate_matched`: dev rate within "
+             f"{1 / s['rate_factor']:.2f}–{s['rate_factor']:.2f} of the human dev rate). Triggers: causal smoothing "
+             f"over {s['smoothing']} frames, leads {s['leads']} s, refractory {s['refractory']} s. Random baseline: "
+             f"mean ± std over seeds {s['seeds']}. Rates are backchannels per listener-minute."), ""]
+    for corpus, sec in report["corpora"].items():
+        t, d = sec["test"], sec["dev"]
+        lines += [f"## {corpus}", "",
+                  (f"Test: {t['rows']} listener rows in {t['dialogues']} dialogues, {t['listener_minutes']:.1f} "
+                  f"listener-minutes, {t['backchannels']} backchannels ({_f(t['human_rate_per_minute'], 2)}/min), "
+                  f"{t['shift_pauses']} shift and {t['hold_pauses']} hold pauses. Dev: {d['rows']} rows, "
+                  f"{d['backchannels']} backchannels ({_f(d['human_rate_per_minute'], 2)}/min)."), ""]
+        if sec.get("onsets_file"):
+            o = sec["onsets_file"]
+            lines += [f"Headline onsets: `{o['path']}` ({o['system']}, variant {o['variant']}).", ""]
+        lines += ["### Backchannel events", ""] + event_table(sec, margins)
+        lines += ["### Ratio of F1 to the pause gate's", ""] + ratio_table(sec, margins)
+        lines += ["### Frame level (argmax; rules: firing condition vs BACKCHANNEL frames)", ""] + frame_table(sec)
+        types = {n: r["types"] for n, r in sec["systems"].items() if "types" in r and r["types"].get("n_frames")}
+        for name, ty in types.items():
+            lines += [(f"Backchannel type ({name}, on BACKCHANNEL frames): accuracy {_f(ty['accuracy'])}, "
+                      f"macro-F1 {_f(ty['macro_f1'])}; majority type share {_f(ty['majority_share'])}."), ""]
+        lines += ["### Turn-taking", ""] + (turn_tables(sec) or ["(no probabilistic system ran)", ""])
+        lines += ["### Cadence (model vs human on the same listeners)", "",
+                  ("Offsets: onset minus the end of the speaker's last speech (s; negative = in overlap); JS "
+                  "distance of their histograms (0.1 s bins, −1..2 s); IBI: interval between backchannels."), ""]
+        lines += cadence_table(sec)
+        lines += ["### Time (s)", ""] + _table(["stage", "seconds"], [[k, _f(v, 1)] for k, v in sec["seconds"].items()])
+        for png in (plots or {}).get(corpus, []):
+            lines += [f"![{png}]({png})", ""]
+    ref = report["reference"]
+    lines += ["## Published reference points (different data: context, not a like-for-like comparison)", ""]
+    lines += _table(["source", "figure", "value"], [
+        *[["Ruede et al. 2017, Switchboard", f"event F1 {m}", _f(v)] for m, v in ref["ruede2017_switchboard_f1"].items()],
+        ["Ruede et al. 2017, Switchboard", "random with true count, F1", _f(ref["ruede2017_random_true_count_f1"])],
+        *[["VAP 2022, Switchboard", f"{k.replace('_', ' ')} (weighted F1)", _f(v)]
+          for k, v in ref["vap2022_switchboard_weighted_f1"].items()],
+        *[["Ruede et al. 2017, raters", f"timing MOS, {k}", _f(v, 2)] for k, v in ref["ruede2017_timing_mos"].items()]])
+    lines += [f"Total time {report.get('seconds_total', float('nan')):.1f} s.", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots
+# ----------------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_offsets(human, systems: dict, path, title: str = "") -> Path:
+    """Histograms (density, 0.1 s bins) of onset minus speaker's speech end: human filled, systems as lines."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    h = np.asarray(human, float)
+    ax.hist(np.clip(h[~np.isnan(h)], OFFSET_BINS[0], OFFSET_BINS[-1]), bins=OFFSET_BINS, density=True,
+            color="0.75", label=f"human (n={int(np.sum(~np.isnan(h)))})")
+    color = _colors(k.split(" (")[0] for k in systems)
+    for name, x in systems.items():
+        x = np.asarray(x, float)
+        x = x[~np.isnan(x)]
+        if len(x):
+            ax.hist(np.clip(x, OFFSET_BINS[0], OFFSET_BINS[-1]), bins=OFFSET_BINS, density=True, histtype="step",
+                    lw=1.5, label=f"{name} (n={len(x)})", color=color[name.split(" (")[0]])
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("backchannel onset − end of speaker's last speech (s); < 0: in overlap")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_pr(curves: dict, points: dict, path, title: str = "") -> Path:
+    """Precision-recall curves of the BACKCHANNEL frame class; rules (0/1 scores) as single points."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    color = _colors(list(points) + list(curves))
+    for name, (prec, rec, ap) in curves.items():
+        ax.plot(rec, prec, label=f"{name} (AP {_f(ap)})", color=color[name])
+    for name, (p, r) in points.items():
+        ax.plot([r], [p], "o", label=f"{name} (rule)", color=color[name])
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_timeline(row: dict, probs: dict, onsets: dict, path, start: float | None = None,
+                  seconds: float = 60.0) -> Path:
+    """One listener over ``seconds`` s (default: the window with the most true backchannels): voice
+    activity of both parties, backchannel probabilities, true (green) and predicted onsets per system."""
+    plt = _plt()
+    true = np.asarray(row["bc_onsets"], float)
+    if start is None:
+        counts = [np.sum((true >= t) & (true < t + seconds)) for t in true] if len(true) else [0]
+        start = float(max(0.0, true[int(np.argmax(counts))] - 2.0)) if len(true) else 0.0
+    f0, f1 = int(start / FRAME_S), int((start + seconds) / FRAME_S)
+    t = np.arange(int(row["n_frames"]))[f0:f1] * FRAME_S
+    n_sys = len(onsets)
+    color = _colors(list(onsets) + list(probs))
+    fig, axes = plt.subplots(3 + (1 if probs else 0), 1, figsize=(14, 6.5), sharex=True,
+                             gridspec_kw={"height_ratios": [1.2, 1.2] + ([1.5] if probs else []) + [0.4 + 0.3 * n_sys]})
+    axes[0].fill_between(t, 0, np.asarray(row["va_speaker"])[f0:f1], step="post", color="tab:blue", alpha=0.6)
+    axes[0].set_ylabel("speaker")
+    axes[1].fill_between(t, 0, np.asarray(row["va_listener"])[f0:f1], step="post", color="tab:orange", alpha=0.6)
+    axes[1].set_ylabel("listener")
+    for ax in axes[:2]:
+        ax.set_ylim(0, 1.1)
+        for x in true[(true >= start) & (true < start + seconds)]:
+            ax.axvline(x, color=TRUE_COLOR, lw=1)
+    if probs:
+        for name, p in probs.items():
+            axes[2].plot(t + FRAME_S, np.asarray(p)[f0:f1], lw=1, label=name, color=color[name])  # at frame ends
+        axes[2].set_ylabel("p(backchannel)")
+        axes[2].set_ylim(0, 1)
+        axes[2].legend(fontsize=8, loc="upper right")
+    ev = axes[-1]
+    lanes = ["true"] + list(onsets)
+    for k, name in enumerate(lanes):
+        x = true if name == "true" else np.asarray(onsets[name], float)
+        x = x[(x >= start) & (x < start + seconds)]
+        ev.plot(x, np.full(len(x), k), "|", ms=12, mew=2, color=TRUE_COLOR if name == "true" else color[name])
+    ev.set_yticks(range(len(lanes)), lanes, fontsize=8)
+    ev.set_ylim(-0.5, len(lanes) - 0.5)
+    ev.set_xlabel("time (s)")
+    fig.suptitle(f"{row.get('corpus', '')} {row.get('dialogue', '')}: listener {row.get('listener', '')} "
+                 "(green: true backchannel onsets)", fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return path
+
+
+def write_report(report: dict, out_dir, plot_data: dict | None = None) -> list[str]:
+    """Write the plots (when ``plot_data``: corpus -> data from ``evaluate``) and ``report.md``; returns
+    the file names written (relative to ``out_dir``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots: dict[str, list[str]] = {}
+    for corpus, d in (plot_data or {}).items():
+        names = []
+        if d["offsets"]:
+            names.append(plot_offsets(d["human_offsets"], d["offsets"], out_dir / f"{corpus}-onset-offsets.png",
+                                      f"{corpus} test: backchannel onset timing, model vs human").name)
+        if d["pr_curves"] or d["pr_points"]:
+            names.append(plot_pr(d["pr_curves"], d["pr_points"], out_dir / f"{corpus}-pr-backchannel.png",
+                                 f"{corpus} test: BACKCHANNEL frames").name)
+        if d.get("timeline"):
+            tl = d["timeline"]
+            names.append(plot_timeline(tl["row"], tl["probs"], tl["onsets"], out_dir / f"{corpus}-timeline.png").name)
+        plots[corpus] = names
+    (out_dir / "report.md").write_text(markdown(report, plots))
+    return [n for names in plots.values() for n in names] + ["report.md"]

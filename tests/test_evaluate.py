@@ -1,0 +1,349 @@
+"""``backchannel evaluate``: tuning on dev only, fake predictors with hand-computed figures, output files."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+from backchannel.corpora.framing import label_frames
+
+from backchannel import metrics
+from backchannel.baselines import ward_tsukahara
+from backchannel.evaluate import (
+    EvalSettings,
+    evaluate,
+    evaluate_corpus,
+    export_textgrid,
+    random_system,
+    read_onsets_jsonl,
+    register,
+    resolve_dataset,
+    rule_system,
+    run_head,
+    run_rule,
+    sample_rows,
+    tune,
+    tune_shift_threshold,
+)
+from backchannel.frames import FRAME_S, num_frames
+
+FAST = EvalSettings(smoothing=(1, 3), leads=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), seeds=(0, 1, 2))
+
+
+def toy_row(dialogue, bc=(), shifts=(), holds=(), *, listener="f", split="test", seconds=60.0, corpus="toy"):
+    """A listener row: the speaker talks except 0.4 s before to 0.1 s after each backchannel (seconds)."""
+    n = num_frames(seconds)
+    t = (np.arange(n) + 0.5) * FRAME_S
+    va_s, va_l = np.ones(n, np.float32), np.zeros(n, np.float32)
+    for o in bc:
+        va_s[(t >= o - 0.4) & (t < o + 0.1)] = 0
+        va_l[(t >= o) & (t < o + 0.3)] = 1
+    action, _ = label_frames({1: list(bc), 2: list(shifts)}, n)
+    return {"corpus": corpus, "dialogue": dialogue, "listener": listener, "floor": "g", "split": split,
+            "n_frames": n, "va_speaker": va_s, "va_listener": va_l,
+            "prosody": np.zeros((0, 8), np.float32), "prosody_mask": np.zeros((0, 8), bool),
+            "text_speaker": np.array([""] * n, dtype=object), "text_listener": np.array([""] * n, dtype=object),
+            "action": action, "bc_type": np.where(action == 1, 0, -1).astype(np.int8),
+            "bc_onsets": np.asarray(bc, float), "bc_offsets": np.asarray(bc, float) + 0.3,
+            "bc_forms": ["mhm"] * len(bc), "shift_onsets": np.asarray(shifts, float),
+            "interruption_onsets": np.zeros(0),
+            "shift_pauses": np.array([(s - 0.4, s) for s in shifts], float).reshape(-1, 2),
+            "hold_pauses": np.array([(h, h + 0.5) for h in holds], float).reshape(-1, 2)}
+
+
+class Perfect:
+    """Probability 1 on exactly the frames labelled BACKCHANNEL / TAKE_TURN (the 500 ms before an onset)."""
+
+    def predict_rows(self, rows):
+        out = []
+        for r in rows:
+            a = np.asarray(r["action"]).astype(int)
+            p = np.zeros((len(a), 3), np.float32)
+            p[np.arange(len(a)), a] = 1
+            out.append({"action_probs": p, "type_probs": np.full((len(a), 5), 0.2, np.float32), "vap_p_shift": None})
+        return out
+
+    def describe(self):
+        return "perfect"
+
+
+class Constant:
+    def __init__(self, probs):
+        self.probs = np.asarray(probs, np.float32)
+
+    def predict_rows(self, rows):
+        return [{"action_probs": np.tile(self.probs, (r["n_frames"], 1)),
+                 "type_probs": np.full((r["n_frames"], 5), 0.2, np.float32), "vap_p_shift": None} for r in rows]
+
+
+class SilenceDriven:
+    """Uses voice activity only (never labels): p(bc) = speaker silence over the last 3 frames."""
+
+    def predict_rows(self, rows):
+        out = []
+        for r in rows:
+            s = metrics.smooth(1.0 - np.asarray(r["va_speaker"], float), 3)
+            p = np.column_stack([1 - s, 0.7 * s, 0.3 * s])
+            out.append({"action_probs": p, "type_probs": np.full((len(s), 5), 0.2), "vap_p_shift": s})
+        return out
+
+
+def spaced(start, k, gap=7.3):
+    return [round(start + gap * i, 2) for i in range(k)]
+
+
+# ----------------------------------------------------------------------------------------------
+def test_tune_picks_the_same_settings_as_tune_threshold():
+    rng = np.random.default_rng(1)
+    for noise, bump in ((0.3, 0.8), (0.6, 0.25)):
+        probs, trues = [], []
+        for _ in range(3):
+            x = rng.random(1200) * noise
+            on = np.sort(rng.uniform(2, 90, 15))
+            for o in on:
+                k = int(o / FRAME_S)
+                x[k - rng.integers(2, 8) : k] += bump * rng.random()
+            probs.append(np.clip(x, 0, 1))
+            trues.append(on)
+        for factor in (None, 1.25):
+            fast = tune(probs, trues, FAST, factor)
+            full = metrics.tune_threshold(probs, trues, (-0.5, 0.5), smoothing=FAST.smoothing, lead=FAST.leads,
+                                          rate_factor=factor)
+            assert fast.settings == full.settings and fast.f1 == full.f1 and fast.rate == full.rate
+            assert len(fast.table) < len(full.table)
+
+
+def test_perfect_predictor_hits_every_onset_when_the_lead_allows():
+    dev = [toy_row("d1", spaced(3.03, 7), split="dev"), toy_row("d2", spaced(5.51, 6), split="dev")]
+    test = [toy_row("t1", spaced(4.27, 7)), toy_row("t2", spaced(2.95, 8))]
+    sec, _ = evaluate_corpus("toy", dev, test, predictor=Perfect(), systems=["head"], settings=FAST, progress=False)
+    for v in sec["systems"]["head"]["variants"].values():
+        assert v["events"]["[-500,+500]"] == {"tp": 15, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+        assert v["cadence"]["rate_ratio"] == pytest.approx(1.0)
+    # the trigger fires 420-500 ms before each onset: [-200,+200] needs a lead of 0.3-0.5 s
+    tight = EvalSettings(smoothing=(1,), leads=(0.0, 0.1, 0.2, 0.3, 0.4), tune_margin=(-0.2, 0.2), seeds=(0,))
+    sec, _ = evaluate_corpus("toy", dev, test, predictor=Perfect(), systems=["head"], settings=tight, progress=False)
+    v = sec["systems"]["head"]["variants"]["f1"]
+    assert v["settings"]["lead"] in (0.3, 0.4)
+    assert v["events"]["[-200,+200]"]["f1"] == 1.0 and v["events"]["[-500,+500]"]["f1"] == 1.0
+    no_lead = EvalSettings(smoothing=(1,), leads=(0.0,), tune_margin=(-0.2, 0.2), seeds=(0,))
+    sec, _ = evaluate_corpus("toy", dev, test, predictor=Perfect(), systems=["head"], settings=no_lead, progress=False)
+    assert sec["systems"]["head"]["variants"]["f1"]["events"]["[-200,+200]"]["f1"] == 0.0
+
+
+def test_constant_predictor_fires_once_per_row():
+    # every row has a true onset at 0.5 s; a constant 0.6 crosses any threshold <= 0.6 once, at the end
+    # of frame 0 (0.08 s + lead <= 0.58 s): one hit per row, nothing else
+    dev = [toy_row(f"d{i}", [0.5] + spaced(20.0, 2, 17.0), shifts=[12.0], split="dev") for i in range(2)]
+    test = [toy_row(f"t{i}", [0.5] + spaced(20.0, 3, 11.0), shifts=[12.0], seconds=90.0) for i in range(3)]
+    sec, _ = evaluate_corpus("toy", dev, test, predictor=Constant([0.2, 0.6, 0.2]), systems=["head"],
+                             settings=FAST, progress=False)
+    head = sec["systems"]["head"]
+    n_true, rows, minutes = 12, 3, 3 * 90.0 / 60
+    for v in head["variants"].values():
+        assert v["settings"]["threshold"] <= 0.6
+        ev = v["events"]["[-500,+500]"]
+        assert (ev["tp"], ev["fp"], ev["fn"]) == (3, 0, 9)
+        assert ev["f1"] == pytest.approx(2 * 3 / (3 + n_true))
+        assert v["cadence"]["model"]["rate_per_minute"] == pytest.approx(rows / minutes)
+        assert v["cadence"]["human"]["rate_per_minute"] == pytest.approx(n_true / minutes)
+    frame = head["frame"]
+    k, n = sum(int((r["action"] == 1).sum()) for r in test), sum(r["n_frames"] for r in test)
+    assert frame["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert frame["f1"] == pytest.approx([0.0, 2 * k / (k + n), 0.0])
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # test labels all SILENT
+def test_tuning_uses_dev_labels_only():
+    dev = [toy_row("d1", spaced(3.0, 7), shifts=[1.5, 40.0], holds=[10.0, 30.0], split="dev")]
+    test = [toy_row("t1", spaced(4.0, 7), shifts=[2.2, 41.0], holds=[11.0, 33.0])]
+    changed = [dict(test[0], bc_onsets=test[0]["bc_onsets"][::2] + 0.3, shift_pauses=test[0]["shift_pauses"][:1],
+                    action=np.zeros_like(test[0]["action"]))]
+    a, _ = evaluate_corpus("toy", dev, test, predictor=SilenceDriven(), systems=["head"], settings=FAST,
+                           progress=False)
+    b, _ = evaluate_corpus("toy", dev, changed, predictor=SilenceDriven(), systems=["head"], settings=FAST,
+                           progress=False)
+    ha, hb = a["systems"]["head"], b["systems"]["head"]
+    for variant in ("f1", "rate_matched"):
+        assert ha["variants"][variant]["settings"] == hb["variants"][variant]["settings"]
+        assert ha["variants"][variant]["dev"] == hb["variants"][variant]["dev"]
+    assert ha["variants"]["f1"]["events"] != hb["variants"]["f1"]["events"]
+    for source in ("take_turn", "vap_p_shift"):
+        assert ha["shift_hold"][source]["threshold"] == hb["shift_hold"][source]["threshold"]
+    assert ha["take_turn"]["settings"] == hb["take_turn"]["settings"]
+
+
+def test_shift_threshold_maximises_balanced_accuracy():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.35, 0.6, 0.7])
+    labels = np.array([0, 0, 0, 1, 0, 1, 1])
+    thr = tune_shift_threshold(scores, labels)
+    assert thr == 0.4  # shift iff >= 0.4: all right
+    assert metrics.balanced_accuracy(labels, scores >= thr) == 1.0
+    assert tune_shift_threshold([0.3, 0.9], [1, 1]) == 0.5
+
+
+def test_random_baseline_has_the_true_count_and_averages_seeds():
+    rows = [toy_row("t1", spaced(3.0, 6)), toy_row("t2", spaced(2.0, 4))]
+    rep, ext = random_system(rows, FAST)
+    assert [len(o) for o in ext["onsets"]["true_count"]] == [6, 4]
+    per_seed = []
+    for seed in FAST.seeds:
+        rng = np.random.default_rng(seed)
+        from backchannel.baselines import random_onsets
+
+        run = [random_onsets(len(r["bc_onsets"]), r["n_frames"] * FRAME_S, rng, 0.8) for r in rows]
+        per_seed.append(metrics.event_scores(run, [r["bc_onsets"] for r in rows])["[-500,+500]"].f1)
+    ev = rep["variants"]["true_count"]["events"]["[-500,+500]"]
+    assert ev["f1"] == pytest.approx(np.mean(per_seed)) and ev["f1_std"] == pytest.approx(np.std(per_seed))
+    assert rep["variants"]["true_count"]["cadence"]["rate_ratio"] == pytest.approx(1.0)
+
+
+def test_ward_tsukahara_only_on_rows_with_audio():
+    rows = [toy_row("t1", spaced(3.0, 6)), toy_row("t2", spaced(2.0, 4))]
+    rep, _ = rule_system(run_rule("ward_tsukahara", rows, progress=False), rows, FAST)
+    assert rep == {"status": "n/a: no audio"}
+    n = rows[1]["n_frames"]
+    prosody, mask = np.zeros((n, 8), np.float32), np.zeros((n, 8), bool)
+    mask[:, 4:6] = True
+    prosody[np.arange(n) % 50 < 3, 5] = 1  # the speaker's low-pitch flag, 3 frames every 4 s
+    rows[1] = dict(rows[1], prosody=prosody, prosody_mask=mask)
+    out = run_rule("ward_tsukahara", rows, progress=False)
+    assert out.onsets[0] is None
+    expect = ward_tsukahara(prosody, mask, rows[1]["va_speaker"], rows[1]["va_listener"], low_pitch_col=5).onsets
+    assert len(expect) > 0 and np.array_equal(out.onsets[1], expect)
+    rep, _ = rule_system(out, rows, FAST)
+    assert rep["status"] == "ok" and (rep["rows"], rep["rows_total"]) == (1, 2)
+    assert rep["variants"]["rule"]["events"]["[-500,+500]"]["tp"] + \
+        rep["variants"]["rule"]["events"]["[-500,+500]"]["fn"] == 4
+
+
+def test_bad_inputs_get_clear_errors(tmp_path):
+    rows = [toy_row("t1", spaced(3.0, 2))]
+
+    class Short:
+        def predict_rows(self, rows):
+            return [{"action_probs": np.zeros((5, 3)), "type_probs": np.zeros((5, 5)), "vap_p_shift": None}]
+
+    with pytest.raises(ValueError, match="toy/t1/f: predictor gave action_probs"):
+        run_head(Short(), rows, progress=False)
+    with pytest.raises(ValueError, match="unknown systems"):
+        evaluate_corpus("toy", rows, rows, systems=["oracle"], progress=False)
+    with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
+        resolve_dataset("nope", data_root=tmp_path)
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"corpus": "a", "dialogue": "b", "listener": "c", "onsets": []}\n{"corpus": 1}\n')
+    with pytest.raises(ValueError, match=r"x.jsonl:2: missing"):
+        read_onsets_jsonl(bad)
+
+
+def test_sample_rows_bounds_frames():
+    assert sample_rows([10, 20, 30], 100) == [0, 1, 2]
+    keep = sample_rows([10, 20, 30, 40], 55, seed=3)
+    assert sum([10, 20, 30, 40][i] for i in keep) <= 55 and keep == sorted(keep) and keep
+
+
+def test_textgrid_tiers_read_back(tmp_path):
+    from praatio import textgrid
+
+    row = toy_row("t1", [2.03, 6.51], seconds=10.0)
+    row["text_speaker"][10] = "go south"
+    row["bc_forms"] = ["mhm", "yeah"]
+    path = export_textgrid(row, [1.92, 6.4, 12.0], tmp_path / "t1.TextGrid")
+    tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+    assert tg.tierNames == ("speaker speech", "listener speech", "true backchannels", "predicted backchannels")
+    true = [(e.start, e.end, e.label) for e in tg.getTier("true backchannels").entries]
+    assert [x[2] for x in true] == ["mhm", "yeah"]
+    assert [x[:2] for x in true] == [pytest.approx((2.03, 2.33)), pytest.approx((6.51, 6.81))]
+    assert [(p.time, p.label) for p in tg.getTier("predicted backchannels").entries] == [(1.92, "bc"), (6.4, "bc")]
+    speaker = tg.getTier("speaker speech").entries
+    # silent frames: centres in [onset - 0.4, onset + 0.1) s, i.e. frames 20-26 and 76-82
+    assert [(round(e.start, 6), round(e.end, 6)) for e in speaker] == [(0.0, 1.6), (2.16, 6.08), (6.64, 10.0)]
+    assert speaker[0].label == "go south" and speaker[1].label == "speech"
+    listener = tg.getTier("listener speech").entries
+    assert [(round(e.start, 2), round(e.end, 2)) for e in listener] == [(2.0, 2.32), (6.48, 6.8)]
+
+
+# ----------------------------------------------------------------------------------------------
+# End to end on the demo corpus
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_dataset(tmp_path_factory):
+    from backchannel.corpora.dataset import build_dataset
+    from backchannel.corpora.demo import make_demo_corpus
+    from backchannel.corpora.recipes import load_corpus
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_corpus(root)
+    build_dataset(load_corpus("demo", root), root / "ds", corpus="demo", progress=False)
+    return root / "ds"
+
+
+@pytest.fixture(scope="module")
+def demo_report(demo_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    settings = EvalSettings(smoothing=(1, 3), seeds=(0, 1))
+    return evaluate([demo_dataset], Perfect(), out, settings=settings, textgrid="q7ec1:f", progress=False), out
+
+
+def test_demo_report_has_every_system_and_file(demo_report):
+    report, out = demo_report
+    sec = report["corpora"]["demo"]
+    status = {k: v["status"] for k, v in sec["systems"].items()}
+    assert status == {"random": "ok", "pause_gate": "ok", "ward_tsukahara": "n/a: no audio", "logistic": "ok",
+                      "head": "ok"}
+    assert sec["headline"] == "head" and sec["onsets_file"]["variant"] == "rate_matched"
+    assert sec["systems"]["head"]["variants"]["f1"]["events"]["[-500,+500]"]["f1"] == 1.0
+    gate = sec["systems"]["pause_gate"]["variants"]["rule"]["events"]["[-500,+500]"]["f1"]
+    assert sec["ratios"]["head/f1_over_pause_gate"]["[-500,+500]"] == pytest.approx(1.0 / gate)
+    assert set(sec["systems"]["logistic"]["shift_hold"]) == {"take_turn"}
+    for name in ("report.json", "report.md", "demo-test-onsets.jsonl", "demo-q7ec1-f.TextGrid",
+                 "demo-onset-offsets.png", "demo-pr-backchannel.png", "demo-timeline.png",
+                 "onsets/demo-random.jsonl", "onsets/demo-pause_gate.jsonl", "onsets/demo-logistic.jsonl"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+        assert name in report["files"]
+    assert json.loads((out / "report.json").read_text())["corpora"]["demo"]["test"]["rows"] == 4
+    md = (out / "report.md").read_text()
+    for heading in ("### Backchannel events", "### Frame level", "### Turn-taking", "### Cadence",
+                    "### Ratio of F1 to the pause gate's", "different data"):
+        assert heading in md
+    assert "| system | variant | P [-500,+500] | R [-500,+500] | F1 [-200,+200]" in md
+    assert "| ward_tsukahara | n/a: no audio |" in md
+    assert report["reference"]["ruede2017_switchboard_f1"]["[-500,+500]"] == 0.339
+
+
+def test_onsets_file_is_json_lines_that_rescore_to_the_report(demo_report, demo_dataset):
+    report, out = demo_report
+    from backchannel.corpora.dataset import load_prepared
+
+    lines = (out / "demo-test-onsets.jsonl").read_text().splitlines()
+    items = [json.loads(x) for x in lines]
+    dsd, _ = load_prepared(demo_dataset)
+    test = dsd["test"]
+    assert [(i["dialogue"], i["listener"]) for i in items] == list(zip(test["dialogue"], test["listener"]))
+    assert all(set(i) == {"corpus", "dialogue", "listener", "onsets"} and i["corpus"] == "demo" for i in items)
+    assert all(i["onsets"] == sorted(i["onsets"]) and all(isinstance(x, float) for x in i["onsets"]) for i in items)
+    scores = metrics.event_scores([i["onsets"] for i in items], test["bc_onsets"])
+    reported = report["corpora"]["demo"]["systems"]["head"]["variants"]["rate_matched"]["events"]
+    for label, s in scores.items():
+        assert s.f1 == pytest.approx(reported[label]["f1"])
+    assert read_onsets_jsonl(out / "demo-test-onsets.jsonl") == items
+
+
+def test_cli_register_and_run(demo_dataset, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", str(demo_dataset), "--out", str(tmp_path / "ev"),
+                              "--systems", "random,pause_gate", "--seeds", "2"])
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["systems"] == ["random", "pause_gate"] and report["settings"]["seeds"] == [0, 1]
+    assert report["corpora"]["demo"]["onsets_file"]["system"] == "pause_gate"
+    assert not math.isnan(report["corpora"]["demo"]["systems"]["pause_gate"]["variants"]["rule"]["events"]
+                          ["[-500,+500]"]["f1"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--systems", "random,oracle"])
+    args = parser.parse_args(["evaluate", str(tmp_path / "missing"), "--out", str(tmp_path / "ev2")])
+    assert args.func(args) == 2
+    assert "not a prepared dataset" in capsys.readouterr().err

@@ -1,0 +1,425 @@
+"""pipecat adapter, with pipecat's own test harness (``pipecat.tests.utils.run_test``) on synthetic audio
+frames: user backchannels instead of interruptions, real turns still interrupt, the bot's backchannel
+frame, 80 ms windowing at 16 and 24 kHz, the bot-audio tap, and fault isolation."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pipecat", reason="needs the [pipecat] extra")
+
+from backchannel.plugin.features import StreamingFeatures
+from backchannel.plugin.listener import StreamingListener
+from backchannel.plugin.pipecat import BackchannelProcessor, pcm_to_float
+from pipecat.frames.frames import (
+    BotBackchannelFrame,
+    BotStartedSpeakingFrame,
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+    TranscriptionFrame,
+    TTSTextFrame,
+    UserBackchannelFrame,
+    UserStartedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMUserAggregator,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.utils.text.base_text_aggregator import TextType
+
+from backchannel.backbones import TimingBackbone
+from backchannel.head import TimingHead
+from backchannel.lexicon import BC_TYPE_INDEX
+from backchannel.policy import Policy
+
+SR = 16000
+NEVER = Policy(on=1.0, take_turn=None)  # random weights: no decision may depend on them
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class RecordingFeatures(StreamingFeatures):
+    """StreamingFeatures that records the words it is given and the voice activity it computes."""
+
+    def reset(self):
+        super().reset()
+        self.words: list[tuple[str, str, float]] = []  # (party, word, end_s)
+        self.va: list[tuple[float, float]] = []  # (listener, speaker) per frame
+
+    def add_words(self, party, words):
+        self.words += [(party, w, end) for w, end in words]
+        super().add_words(party, words)
+
+    def from_audio(self, listener_pcm, speaker_pcm):
+        out = super().from_audio(listener_pcm, speaker_pcm)
+        self.va.append((float(out["va_listener"]), float(out["va_speaker"])))
+        return out
+
+
+class ForcedHead:
+    """A stub head whose logits make BACKCHANNEL (of ``bc_type``) certain at model call ``at``, SILENT
+    otherwise. Its state counts the calls."""
+
+    def __init__(self, at: int, bc_type: str = "agreement"):
+        self.at, self.type_index = at, BC_TYPE_INDEX[bc_type]
+
+    def init_state(self, batch_size: int = 1):
+        return 0
+
+    def step(self, state, x):
+        actions = torch.full((x.shape[0], 3), -30.0)
+        actions[:, 1 if state == self.at else 0] = 30.0
+        types = torch.full((x.shape[0], 5), -30.0)
+        types[:, self.type_index] = 30.0
+        return actions, types, state + 1
+
+
+class RaisingHead(ForcedHead):
+    def step(self, state, x):
+        raise RuntimeError("head exploded")
+
+
+def tiny_backbone() -> TimingBackbone:
+    torch.manual_seed(0)
+    return TimingBackbone(d_model=16, n_layers=1, n_heads=2, window=16).eval()
+
+
+def make_listener(head=None, policy=NEVER, sample_rate=SR) -> StreamingListener:
+    backbone = tiny_backbone()
+    head = head or TimingHead(backbone.hidden_size, hidden=8).eval()
+    return StreamingListener(backbone, head, policy, features=RecordingFeatures(sample_rate), deadline_s=60.0)
+
+
+def pcm(x: np.ndarray) -> bytes:
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def audio_frames(x: np.ndarray, sr: int = SR, chunk: int | list[int] = 320, cls=InputAudioRawFrame) -> list:
+    """``x`` cut into frames of ``chunk`` samples (a list: sizes used in turn, cycling)."""
+    sizes = chunk if isinstance(chunk, list) else [chunk]
+    out, i, k = [], 0, 0
+    while i < len(x):
+        n = sizes[k % len(sizes)]
+        out.append(cls(audio=pcm(x[i:i + n]), sample_rate=sr, num_channels=1))
+        i, k = i + n, k + 1
+    return out
+
+
+def silence(seconds: float, sr: int = SR) -> np.ndarray:
+    return np.random.default_rng(0).normal(0, 1e-4, round(seconds * sr))
+
+
+def voice(seconds: float, sr: int = SR, f0: float = 140.0) -> np.ndarray:
+    """A voiced tone burst (harmonics of ``f0``, 20 ms fades), amplitude ~0.3."""
+    t = np.arange(round(seconds * sr)) / sr
+    x = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6)) * 0.15
+    ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.02)
+    return x * ramp
+
+
+def user_aggregator(context: LLMContext) -> LLMUserAggregator:
+    """pipecat's user aggregator with its default start strategies (VAD, transcription) and a stop
+    strategy that loads no model."""
+    strategies = UserTurnStrategies(start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
+                                    stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)])
+    return LLMUserAggregator(context, params=LLMUserAggregatorParams(user_turn_strategies=strategies))
+
+
+def run(processor, frames, **kwargs):
+    return asyncio.run(run_test(processor, frames_to_send=frames, **kwargs))
+
+
+def names(frames) -> list[str]:
+    return [type(f).__name__ for f in frames]
+
+
+# ----------------------------------------------------------------------------- user backchannels
+
+def mhm_while_bot_speaks(interruption: bool = False) -> list:
+    """The bot speaks; the user says a 300 ms "mhm" (VAD start/stop around it), then its transcription.
+    ``interruption``: something upstream also pushes an ``InterruptionFrame`` at the VAD start."""
+    return [BotStartedSpeakingFrame(), *audio_frames(silence(0.16)), VADUserStartedSpeakingFrame(),
+            *([InterruptionFrame()] if interruption else []),
+            *audio_frames(voice(0.32)), VADUserStoppedSpeakingFrame(), *audio_frames(silence(0.16)),
+            SleepFrame(0.1), TranscriptionFrame("Mhm.", "user", "t0"), SleepFrame(0.05),
+            *audio_frames(silence(0.4)), SleepFrame(0.3)]
+
+
+def test_without_the_processor_a_user_mhm_interrupts_the_bot():
+    """The control: pipecat's aggregator alone turns the "mhm" into a turn that interrupts the bot."""
+    context = LLMContext()
+    down, up = run(user_aggregator(context), mhm_while_bot_speaks())
+    assert "InterruptionFrame" in names(down) and "InterruptionFrame" in names(up)
+    assert [m["content"] for m in context.get_messages()] == ["Mhm."]
+
+
+@pytest.mark.parametrize("interruption", [False, True])
+def test_user_mhm_becomes_a_user_backchannel_frame_not_an_interruption(interruption):
+    context = LLMContext()
+    processor = BackchannelProcessor(make_listener())
+    aggregator = user_aggregator(context)
+    heard = []
+
+    @aggregator.event_handler("on_user_backchannel")
+    async def on_user_backchannel(aggregator, message):
+        heard.append(message.content)
+
+    down, up = run(Pipeline([processor, aggregator]), mhm_while_bot_speaks(interruption))
+    bc = [f for f in down if isinstance(f, UserBackchannelFrame)]
+    assert [(f.text, f.user_id, f.timestamp) for f in bc] == [("Mhm.", "user", "t0")]
+    for name in ("InterruptionFrame", "UserStartedSpeakingFrame", "VADUserStartedSpeakingFrame",
+                 "VADUserStoppedSpeakingFrame", "TranscriptionFrame"):
+        assert name not in names(down), name
+    assert "InterruptionFrame" not in names(up) and "UserStartedSpeakingFrame" not in names(up)
+    assert heard == ["Mhm."]
+    assert context.get_messages() == []  # nothing reached the LLM context
+    # every audio frame still passed, and the listener heard the speaker's word once
+    assert names(down).count("InputAudioRawFrame") == 8 + 16 + 8 + 20  # 20 ms each
+    assert [(p, w) for p, w, _ in processor.listener.features.words] == [("speaker", "Mhm.")]
+
+
+def test_real_utterance_interrupts_and_feeds_each_word_once():
+    context = LLMContext()
+    processor = BackchannelProcessor(make_listener())
+    gap = SleepFrame(0.1)  # let each group be processed before the next (system frames overtake data frames)
+    frames = [BotStartedSpeakingFrame(), VADUserStartedSpeakingFrame(),
+              *audio_frames(voice(0.2)), gap, InterimTranscriptionFrame("turn", "user", "t1"), gap,
+              *audio_frames(voice(0.2)), gap, InterimTranscriptionFrame("turn left", "user", "t2"), gap,
+              *audio_frames(voice(0.2)), gap, InterimTranscriptionFrame("turn left at the", "user", "t3"), gap,
+              *audio_frames(voice(0.2)), VADUserStoppedSpeakingFrame(), gap,
+              TranscriptionFrame("turn left at the lake", "user", "t4"), gap,
+              *audio_frames(silence(0.4)), SleepFrame(0.3)]
+    down, up = run(Pipeline([processor, user_aggregator(context)]), frames)
+    assert "InterruptionFrame" in names(down) and "InterruptionFrame" in names(up)
+    assert "UserStartedSpeakingFrame" in names(down)
+    assert not any(isinstance(f, UserBackchannelFrame) for f in down)
+    assert [m["content"] for m in context.get_messages()] == ["turn left at the lake"]
+    # "turn" is held back by the interim "turn" (the last word may still change), "left at" by
+    # "turn left at the"; each word enters the text stream once, at the clock time it became stable.
+    words = [(w, round(end, 6)) for _, w, end in processor.listener.features.words]
+    assert words == [("turn", 0.4), ("left", 0.6), ("at", 0.6), ("the", 0.8), ("lake", 0.8)]
+
+
+def test_long_user_speech_without_words_is_released_as_a_turn():
+    """1.2 s of speech and no transcription yet: longer than a backchannel (1.0 s), so it interrupts."""
+    context = LLMContext()
+    processor = BackchannelProcessor(make_listener(), max_backchannel_s=1.0)
+    frames = [BotStartedSpeakingFrame(), VADUserStartedSpeakingFrame(), *audio_frames(voice(1.2)), SleepFrame(0.3)]
+    down, _ = run(Pipeline([processor, user_aggregator(context)]), frames)
+    assert "InterruptionFrame" in names(down)
+    # the VAD start was held 1.0 s = 50 audio frames of 20 ms, then released before the 51st's successor
+    i = names(down).index("VADUserStartedSpeakingFrame")
+    assert names(down)[:i].count("InputAudioRawFrame") == 50
+
+
+def test_speech_without_words_while_the_bot_speaks_is_dropped():
+    processor = BackchannelProcessor(make_listener(), transcript_wait_s=0.4)
+    frames = [BotStartedSpeakingFrame(), VADUserStartedSpeakingFrame(), *audio_frames(voice(0.2)),
+              VADUserStoppedSpeakingFrame(), *audio_frames(silence(0.6)), SleepFrame(0.1)]
+    down, _ = run(processor, frames)
+    assert names(down) == ["BotStartedSpeakingFrame"] + ["InputAudioRawFrame"] * 40
+    assert processor._hold is None
+
+
+def test_an_interruption_without_user_speech_is_released_after_the_wait():
+    """An InterruptionFrame alone (e.g. the app's) while the bot speaks is held for the transcript wait
+    (0.4 s = 20 audio frames of 20 ms), then passes: no user speech, so it was not a backchannel."""
+    processor = BackchannelProcessor(make_listener(), transcript_wait_s=0.4)
+    frames = [BotStartedSpeakingFrame(), InterruptionFrame(), *audio_frames(silence(0.6)), SleepFrame(0.1)]
+    down, _ = run(processor, frames)
+    assert names(down) == (["BotStartedSpeakingFrame"] + ["InputAudioRawFrame"] * 20 + ["InterruptionFrame"]
+                           + ["InputAudioRawFrame"] * 10)
+
+
+def test_without_the_bot_speaking_turn_frames_pass_untouched():
+    processor = BackchannelProcessor(make_listener())
+    frames = [VADUserStartedSpeakingFrame(), *audio_frames(voice(0.16)), VADUserStoppedSpeakingFrame(),
+              SleepFrame(0.02), TranscriptionFrame("mhm", "user", "t0"), SleepFrame(0.05)]
+    down, _ = run(processor, frames)
+    assert names(down) == (["VADUserStartedSpeakingFrame"] + ["InputAudioRawFrame"] * 8
+                           + ["VADUserStoppedSpeakingFrame", "TranscriptionFrame"])
+
+
+# ----------------------------------------------------------------------------- bot backchannels
+
+def test_forced_head_emits_exactly_one_bot_backchannel_out_of_the_llm_context():
+    listener = make_listener(ForcedHead(at=5, bc_type="agreement"),
+                             Policy(on=0.5, take_turn=None, forms={"agreement": ("yeah",)}))
+    processor = BackchannelProcessor(listener)
+    said = []
+
+    @processor.event_handler("on_bot_backchannel")
+    async def on_bot_backchannel(processor, decision):
+        said.append((decision.frame, decision.bc_type, decision.form))
+
+    down, _ = run(processor, audio_frames(voice(1.0)) + [SleepFrame(0.05)])  # 50 x 20 ms -> 12 steps
+    bcs = [f for f in down if isinstance(f, BotBackchannelFrame)]
+    assert len(bcs) == 1
+    assert bcs[0].text == "yeah" and bcs[0].append_to_context is False
+    assert bcs[0].text_type == TextType.BACKCHANNEL
+    assert said == [(5, "agreement", "yeah")]
+    # frame 5 ends at 0.48 s = after the 24th 20 ms audio frame
+    assert names(down).index("BotBackchannelFrame") == 24
+    assert listener.t == 12
+
+
+def test_no_bot_backchannel_while_the_bot_speaks():
+    listener = make_listener(ForcedHead(at=2), Policy(on=0.5, take_turn=None))
+    processor = BackchannelProcessor(listener)
+    decisions = []
+
+    @processor.event_handler("on_decision")
+    async def on_decision(processor, decision):
+        decisions.append(decision.action)
+
+    down, _ = run(processor, [BotStartedSpeakingFrame(), *audio_frames(voice(0.4)), SleepFrame(0.05)])
+    assert decisions == ["SILENT", "SILENT", "BACKCHANNEL", "SILENT", "SILENT"]
+    assert "BotBackchannelFrame" not in names(down)
+
+
+# ----------------------------------------------------------------------------- windowing
+
+@pytest.mark.parametrize("sr, chunks, n_samples, steps", [
+    (16000, [320], 16000, 12),  # 50 x 20 ms: 1.0 s = 12 frames of 1280 samples, 640 left over
+    (24000, [1000, 7, 480, 240], 17270, 8),  # 1727 x 10: 10 samples short of 9 x 1920
+])
+def test_audio_is_windowed_into_80ms_steps_at_any_rate(sr, chunks, n_samples, steps):
+    processor = BackchannelProcessor(make_listener())  # built at 16 kHz: rebuilt at the audio's rate
+    frames = []
+
+    @processor.event_handler("on_decision")
+    async def on_decision(processor, decision):
+        frames.append(decision.frame)
+
+    x = voice(n_samples / sr, sr)
+    down, _ = run(processor, audio_frames(x, sr, chunks) + [SleepFrame(0.05)])
+    assert len(down) == len(audio_frames(x, sr, chunks))
+    assert frames == list(range(steps))
+    assert processor.listener.features.sample_rate == sr
+    assert len(processor.listener.features.va) == steps
+    assert processor.time_s == pytest.approx(n_samples / sr)
+
+
+def test_pcm_to_float_downmixes_interleaved_channels():
+    audio = np.array([1000, -1000, 16384, 0], dtype="<i2").tobytes()
+    np.testing.assert_array_equal(pcm_to_float(audio, 2), [0.0, 0.25])
+    np.testing.assert_array_equal(pcm_to_float(audio, 1), [1000 / 32768, -1000 / 32768, 0.5, 0.0])
+
+
+def test_bot_audio_tap_feeds_the_bots_voice_and_words_to_the_listener():
+    """User silent at 16 kHz; the bot's played audio at 24 kHz (resampled) says a word for 0.4 s."""
+    processor = BackchannelProcessor(make_listener(), max_bot_lag_s=1.0)
+    tap = processor.bot_audio_tap()
+    frames = [*audio_frames(silence(0.08))]  # the user's clock and rate first
+    frames += audio_frames(voice(0.4, 24000), 24000, 480, cls=OutputAudioRawFrame)
+    frames += [TTSTextFrame("hello", text_type=TextType.WORD), SleepFrame(0.05), *audio_frames(silence(0.8)),
+               SleepFrame(0.05)]
+    run(Pipeline([processor, tap]), frames)
+    va = np.array(processor.listener.features.va)
+    assert len(va) == 11
+    assert va[0, 0] == 0.0 and va[1:6, 0].mean() > 0.7  # frames 1-5 hold the bot's 0.4 s of voice
+    assert va[7:, 0].max() == 0.0 and va[:, 1].max() == 0.0
+    assert [(p, w, round(e, 6)) for p, w, e in processor.listener.features.words] == [("listener", "hello", 0.08)]
+
+
+# ----------------------------------------------------------------------------- fault isolation
+
+def test_a_raising_head_never_stops_the_pipeline(caplog):
+    listener = make_listener(RaisingHead(at=0), Policy(on=0.5))
+    processor = BackchannelProcessor(listener)
+    decisions = []
+
+    @processor.event_handler("on_decision")
+    async def on_decision(processor, decision):
+        decisions.append((decision.action, decision.fault))
+
+    sent = [*audio_frames(voice(0.4)), SleepFrame(0.02), TranscriptionFrame("hello there", "user", "t"),
+            SleepFrame(0.02), *audio_frames(voice(0.4)), SleepFrame(0.05)]
+    down, _ = run(processor, sent)
+    assert names(down) == ["InputAudioRawFrame"] * 20 + ["TranscriptionFrame"] + ["InputAudioRawFrame"] * 20
+    assert decisions == [("SILENT", "model:RuntimeError")] * 10
+    assert listener.faults["model:RuntimeError"] == 10
+
+
+def test_a_raising_listener_or_handler_never_stops_the_pipeline():
+    class BrokenListener(StreamingListener):
+        def step(self, *args, **kwargs):
+            raise RuntimeError("listener exploded")
+
+    backbone = tiny_backbone()
+    processor = BackchannelProcessor(BrokenListener(backbone, TimingHead(16, hidden=8), NEVER))
+    down, _ = run(processor, [*audio_frames(voice(0.24)), SleepFrame(0.05)])
+    assert names(down) == ["InputAudioRawFrame"] * 12
+    assert processor.faults["listen:RuntimeError"] == 3  # frames 0, 1, 2: counted, logged once
+
+    processor = BackchannelProcessor(make_listener())
+
+    @processor.event_handler("on_decision")
+    async def on_decision(processor, decision):
+        raise ValueError("handler exploded")
+
+    down, _ = run(processor, [*audio_frames(voice(0.24)), SleepFrame(0.05)])
+    assert names(down) == ["InputAudioRawFrame"] * 12
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="max_backchannel_s must be > 0 s"):
+        BackchannelProcessor(make_listener(), max_backchannel_s=0)
+    with pytest.raises(ValueError, match="max_backchannel_words must be >= 1"):
+        BackchannelProcessor(make_listener(), max_backchannel_words=0)
+
+
+class UpstreamTurn(FrameProcessor):
+    """Stands in for the user aggregator: answers the bot's start with a user turn, pushed upstream."""
+
+    async def process_frame(self, frame, direction):
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, BotStartedSpeakingFrame):
+            await self.push_frame(UserStartedSpeakingFrame(), FrameDirection.UPSTREAM)
+
+
+def test_no_hold_during_a_user_turn_the_aggregator_started():
+    """Once the aggregator has started a user turn (UserStartedSpeakingFrame upstream), the user's
+    further speech is that turn going on: nothing is held, even while the bot (its backchannel) speaks."""
+    processor = BackchannelProcessor(make_listener())
+    frames = [BotStartedSpeakingFrame(), SleepFrame(0.05), InterimTranscriptionFrame("mhm", "user", "t"),
+              SleepFrame(0.05)]
+    down, up = run(Pipeline([processor, UpstreamTurn()]), frames)
+    assert names(down) == ["BotStartedSpeakingFrame", "InterimTranscriptionFrame"]
+    assert names(up) == ["UserStartedSpeakingFrame"]
+    assert processor.user_turn and processor.bot_speaking
+
+
+def test_example_dry_run(capsys):
+    """examples/pipecat_agent.py --dry-run: the "mhm" is a user backchannel, the real turn interrupts."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "pipecat_agent.py"
+    spec = importlib.util.spec_from_file_location("pipecat_agent_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    seen = asyncio.run(example.dry_run(seconds=6.0, seed=0, realtime=False, on=0.35))
+    assert seen["UserBackchannelFrame"] == 1 and seen["InterruptionFrame"] == 1
+    assert "LLM context: [{'role': 'user', 'content': 'turn left at the lake'}]" in capsys.readouterr().out

@@ -1,0 +1,262 @@
+"""Training: backbone inputs of a row, crops, VAP pretraining + head training end to end on a tiny demo
+dataset, resuming, checkpoint checks, the feature cache, and the Predictor (shapes, causality)."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from backchannel.corpora.dataset import build_dataset, load_prepared
+from backchannel.corpora.demo import make_demo_corpus
+from backchannel.corpora.maptask import load_maptask
+from backchannel.train.cli import main as cli_main
+from backchannel.train.cli import register, run
+from backchannel.train.data import (
+    CachedTokenizer,
+    CropSampler,
+    RowStore,
+    VAPCrops,
+    build_feature_cache,
+    extract_features,
+    row_inputs,
+)
+from backchannel.train.modules import CheckpointError, load_checkpoint
+from backchannel.train.predict import load_predictor
+
+from backchannel.backbones.timing import vap_targets
+from backchannel.text import TextTokenizer
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A 3-dialogue demo dataset (train/dev/test one dialogue each) and a tiny pretrained backbone."""
+    root = tmp_path_factory.mktemp("train")
+    dialogues = list(load_maptask(make_demo_corpus(root / "src", n_dialogues=3)))
+    for d in dialogues:
+        d.corpus = "demo"
+    build_dataset(dialogues, root / "demo", corpus="demo", progress=False)
+    cli = run("backbone", ["--config", config("tiny_backbone"),
+                           "--data.corpora", f"[{root / 'demo'}]", "--trainer.default_root_dir", str(root / "bb")])
+    return {"root": root, "data": root / "demo", "backbone": root / "bb" / "checkpoints" / "last.ckpt",
+            "steps": cli.trainer.global_step}
+
+
+def config(name: str) -> str:
+    return str(Path(__file__).parents[1] / "train" / "configs" / f"{name}.yaml")
+
+
+def head_args(work, out: str, *extra: str) -> list[str]:
+    return ["--config", config("tiny_head"), "--model.backbone_ckpt", str(work["backbone"]),
+            "--data.corpora", f"[{work['data']}]", "--data.cache_dir", str(work["root"] / "cache"),
+            "--trainer.default_root_dir", str(work["root"] / out), *extra]
+
+
+@pytest.fixture(scope="module")
+def head_ckpt(work):
+    run("head", head_args(work, "head"))
+    return work["root"] / "head" / "checkpoints" / "last.ckpt"
+
+
+# --------------------------------------------------------------------------- inputs and crops
+
+def test_row_inputs_hand_built_row():
+    tok = TextTokenizer()
+    row = {"corpus": "x", "dialogue": "d", "listener": "f", "n_frames": 3, "va_listener": [0.0, 0.5, 1.0],
+           "va_speaker": [1.0, 0.25, 0.0], "prosody": np.zeros((0, 8)), "prosody_mask": np.zeros((0, 8), bool),
+           "text_listener": ["", "", "okay"], "text_speaker": ["go left", "", ""]}
+    x = row_inputs(row, tok)
+    assert x["va_listener"].tolist() == [0.0, 0.5, 1.0] and x["va_speaker"].tolist() == [1.0, 0.25, 0.0]
+    assert x["prosody"].shape == (3, 8) and not x["prosody_mask"].any()  # audio-less: all masked
+    assert x["text_ids"].shape == (3, 2, 2)
+    assert x["text_ids"][0, 1].tolist() == [tok.word_id("go"), tok.word_id("left")]
+    assert x["text_ids"][2, 0].tolist() == [tok.word_id("okay"), 0]
+    assert x["text_ids"][1].sum() == 0
+    assert "text_ids" not in row_inputs(row)
+    assert CachedTokenizer().encode_pair(row["text_listener"], row["text_speaker"]).tolist() == \
+        tok.encode_pair(row["text_listener"], row["text_speaker"]).tolist()
+    with pytest.raises(ValueError, match="n_frames is 4"):
+        row_inputs({**row, "n_frames": 4})
+
+
+def test_crop_sampler_is_deterministic_and_in_bounds():
+    lengths, corpora = [300, 120, 800], ["a", "a", "b"]
+    s = CropSampler(lengths, corpora, batch_size=4, batches=5, min_frames=50, max_frames=100, extra=25, seed=3)
+    first = list(s)
+    assert len(first) == len(s) == 20
+    assert list(s) == first
+    s.set_epoch(1)
+    assert list(s) != first
+    for b in range(5):
+        batch = first[4 * b: 4 * b + 4]
+        assert len({length for _, _, length in batch}) == 1  # one crop length per batch
+    for row, start, length in first:
+        assert 50 <= length <= 100 and start >= 0 and start + length + 25 <= lengths[row]
+    only_b = CropSampler(lengths, corpora, 2, 10, 50, 60, corpus_weights={"a": 0.0, "b": 1.0})
+    assert {row for row, _, _ in only_b} == {2}
+
+
+def test_vap_crop_targets_match_the_whole_row(work):
+    store = RowStore([work["data"]], "train", CachedTokenizer(), progress=False)
+    row = store.rows[0]
+    full = vap_targets(row.va_listener, row.va_speaker)
+    item = VAPCrops(store)[(0, 100, 200)]
+    assert item["inputs"]["va_listener"].shape == (200,) and item["inputs"]["text_ids"].shape == (200, 2, 2)
+    assert torch.equal(item["vap"], full[100:300])  # the 25 frames after the crop give every target
+    assert (full[100:300] >= 0).all()
+
+
+# --------------------------------------------------------------------------- training, resume, checkpoints
+
+def test_pretrain_checkpoint_carries_config_manifest_metrics(work):
+    assert work["steps"] == 2
+    ckpt = load_checkpoint(work["backbone"], kind="backbone")
+    meta = ckpt["backchannel"]
+    _, manifest = load_prepared(work["data"])
+    assert meta["manifests"]["demo"]["fingerprint"] == manifest["fingerprint"]
+    assert meta["backbone_config"]["d_model"] == 16 and meta["config"]["model"]["d_model"] == 16
+    assert meta["config"]["run"]["trainer"]["max_steps"] == 2
+    assert "val/loss" in meta["metrics"] and meta["global_step"] == 2
+
+
+def test_resume_continues_the_step_count(work, tmp_path):
+    ckpt = tmp_path / "start.ckpt"
+    shutil.copy(work["backbone"], ckpt)
+    cli = run("backbone", ["--config", config("tiny_backbone"), "--data.corpora", f"[{work['data']}]",
+                           "--trainer.default_root_dir", str(tmp_path / "resumed"), "--trainer.max_steps", "4"],
+              ckpt_path=str(ckpt))
+    assert cli.trainer.global_step == 4  # 2 restored + 2 new, not 4 new
+    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 4 and saved["backchannel"]["global_step"] == 4
+    assert len(saved["optimizer_states"][0]["state"]) > 0
+
+
+def test_bad_checkpoints_get_clear_errors(work, head_ckpt, tmp_path, capsys):
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(work["backbone"].read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r"truncated\.ckpt: not a readable PyTorch checkpoint"):
+        load_checkpoint(truncated)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match=r"notes\.ckpt: not a readable"):
+        load_checkpoint(text)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match=r"foreign\.ckpt: not a backchannel checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    with pytest.raises(CheckpointError, match="is a backbone checkpoint, expected a head checkpoint"):
+        load_predictor(work["backbone"])
+    # weights that do not fit the recorded config: the head's input dim edited
+    ckpt = torch.load(head_ckpt, weights_only=False)
+    ckpt["backchannel"]["head_config"]["input_dim"] = 32
+    wrong_dim = tmp_path / "wrong_dim.ckpt"
+    torch.save(ckpt, wrong_dim)
+    with pytest.raises(CheckpointError, match=r"wrong_dim\.ckpt: weights do not match .*input_dim 32"):
+        load_predictor(wrong_dim)
+    # a head config pointing at a head checkpoint as its backbone
+    with pytest.raises(CheckpointError, match="is a head checkpoint, expected a backbone"):
+        run("head", head_args(work, "h2", "--model.backbone_ckpt", str(head_ckpt)))
+    # resuming a backbone run whose config has another size
+    rc = cli_main(["backbone", "--config", config("tiny_backbone"), "--data.corpora", f"[{work['data']}]",
+                   "--model.d_model", "32", "--ckpt_path", str(work["backbone"]),
+                   "--trainer.default_root_dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(work["backbone"]) in err and "backbone config" in err
+    # resuming a head run on another backbone (the raw ablation)
+    with pytest.raises(CheckpointError, match="trained with backbone 'timing', the config uses 'raw'"):
+        run("head", head_args(work, "h3", "--model.backbone", "raw"), ckpt_path=str(head_ckpt))
+
+
+def test_feature_cache_reuse_and_invalidation(work, tmp_path):
+    backbone = load_predictor_backbone(work["backbone"])
+    ds = build_feature_cache(backbone, "timing", "hash-a", work["data"], "dev", tmp_path, progress=False)
+    path = Path(ds.cache_files[0]["filename"])
+    rows = list(load_prepared(work["data"])[0]["dev"])
+    expect = extract_features(backbone, rows, CachedTokenizer())
+    got = ds.with_format("numpy")[0]["features"]
+    assert ds.features["features"].dtype == "float16" and got.shape == expect[0].shape
+    np.testing.assert_allclose(got.astype(np.float32), expect[0], atol=2e-3, rtol=2e-3)
+    assert ds[0]["bc_onsets"] == rows[0]["bc_onsets"]
+    stamp = path.stat().st_mtime_ns
+
+    class Exploding(torch.nn.Module):  # re-use must not run the backbone at all
+        hidden_size = backbone.hidden_size
+
+        def forward(self, inputs):
+            raise AssertionError("backbone ran although the cache key matched")
+
+    again = build_feature_cache(Exploding(), "timing", "hash-a", work["data"], "dev", tmp_path, progress=False)
+    assert Path(again.cache_files[0]["filename"]) == path and path.stat().st_mtime_ns == stamp
+    other = build_feature_cache(backbone, "timing", "hash-b", work["data"], "dev", tmp_path, progress=False)
+    assert Path(other.cache_files[0]["filename"]).parent != path.parent  # new checkpoint hash: new cache
+    # a re-prepared corpus (new manifest fingerprint) invalidates the cache
+    copy = tmp_path / "demo_copy"
+    shutil.copytree(work["data"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["fingerprint"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AssertionError, match="backbone ran"):
+        build_feature_cache(Exploding(), "timing", "hash-a", copy, "dev", tmp_path, progress=False)
+    assert not list(tmp_path.glob(".*.tmp"))  # the failed build left nothing half-written
+
+
+def load_predictor_backbone(path):
+    from backchannel.train.modules import build_from_meta
+
+    ckpt = load_checkpoint(path, kind="backbone")
+    return build_from_meta(ckpt["backchannel"], ckpt["state_dict"])["extractor"]
+
+
+# --------------------------------------------------------------------------- predictor
+
+def test_predictor_shapes_and_describe(work, head_ckpt):
+    pred = load_predictor(head_ckpt)
+    rows = list(load_prepared(work["data"])[0]["test"])
+    out = pred.predict_rows(rows)
+    assert len(out) == len(rows)
+    for row, o in zip(rows, out):
+        n = row["n_frames"]
+        assert o["action_probs"].shape == (n, 3) and o["action_probs"].dtype == np.float32
+        assert o["type_probs"].shape == (n, 5) and o["type_probs"].dtype == np.float32
+        assert o["vap_p_shift"].shape == (n,) and o["vap_p_shift"].dtype == np.float32
+        np.testing.assert_allclose(o["action_probs"].sum(1), 1.0, atol=1e-5)
+        assert ((o["vap_p_shift"] >= 0) & (o["vap_p_shift"] <= 1)).all()
+    d = pred.describe()
+    assert d["backbone"] == "timing" and d["head_config"] == {"input_dim": 16, "hidden": 8, "kind": "gru"}
+    assert len(d["checkpoint_sha256"]) == 64 and "demo" in d["corpora"]
+
+
+def test_predictor_is_causal(work, head_ckpt):
+    pred = load_predictor(head_ckpt)
+    row = dict(load_prepared(work["data"])[0]["test"][0])
+    t0 = 400
+    changed = dict(row)
+    changed["va_speaker"] = list(row["va_speaker"][:t0]) + [1.0 - v for v in row["va_speaker"][t0:]]
+    changed["text_speaker"] = list(row["text_speaker"][:t0]) + ["right okay"] * (row["n_frames"] - t0)
+    a, b = pred.predict_rows([row, changed])
+    for key in ("action_probs", "type_probs", "vap_p_shift"):
+        np.testing.assert_allclose(a[key][:t0], b[key][:t0], atol=1e-6)
+        assert not np.allclose(a[key][t0:], b[key][t0:], atol=1e-4)
+
+
+def test_raw_feature_head_has_no_vap(work):
+    run("head", head_args(work, "raw", "--model.backbone", "raw", "--model.backbone_ckpt", "null"))
+    pred = load_predictor(work["root"] / "raw" / "checkpoints" / "last.ckpt")
+    row = load_prepared(work["data"])[0]["test"][0]
+    out = pred.predict_rows([row])[0]
+    assert out["vap_p_shift"] is None and out["action_probs"].shape == (row["n_frames"], 3)
+    assert pred.describe()["head_config"]["input_dim"] == 18  # FrameFeatures: 2 VA + 8 prosody + 8 mask
+
+
+def test_register_passes_lightning_overrides_through():
+    top = argparse.ArgumentParser()
+    register(top.add_subparsers(dest="command"))
+    args = top.parse_args(["train", "head", "--config", "head_timing", "--trainer.max_epochs", "3",
+                           "--data.corpora", "[a, b]", "--ckpt_path", "last.ckpt", "--model.lr=0.01"])
+    assert args.train_command == "head" and args.config == "head_timing" and args.ckpt_path == "last.ckpt"
+    assert args.overrides == ["--trainer.max_epochs", "3", "--data.corpora", "[a, b]", "--model.lr=0.01"]

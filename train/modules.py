@@ -1,0 +1,443 @@
+"""LightningModules: VAP pretraining of the ``timing`` backbone and the timing head on frozen features.
+
+Checkpoints written by either carry a ``"backchannel"`` entry (:func:`checkpoint_meta`): format, kind
+(``backbone`` / ``head``), backbone name and config, the run's config, the corpus manifests it was
+trained on (fingerprints) and the metrics at save time. :func:`load_checkpoint` reads a checkpoint
+and checks it, raising :class:`CheckpointError` naming the file for anything corrupt or mismatched.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from backchannel.corpora.events import BACKCHANNEL
+from lightning.pytorch.callbacks import Timer
+
+from backchannel.backbones.timing import (
+    IGNORE_INDEX,
+    FrameFeatures,
+    TimingBackbone,
+    TimingConfig,
+    VAPHead,
+    vap_loss,
+    vap_zero_shot,
+)
+from backchannel.head import TimingHead, head_loss, inverse_frequency_weights
+from backchannel.metrics import balanced_accuracy, frame_scores, shift_hold_scores, tune_threshold
+from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME
+
+from .data import file_sha256
+
+CHECKPOINT_FORMAT = "backchannel.checkpoint/1"
+KINDS = ("backbone", "head")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: ``"<path>: <problem>"``."""
+
+    def __init__(self, path, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """Read a checkpoint written by this package and check it.
+
+    Raises :class:`CheckpointError` naming ``path`` when the file is missing, unreadable (truncated,
+    not a PyTorch file), not a backchannel checkpoint, of another ``kind`` than asked, or its weights do
+    not fit its own recorded config (wrong input dimension, wrong backbone size).
+    """
+    p = Path(path)
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not p.is_file():
+        raise CheckpointError(p, "no such checkpoint file")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(p, f"not a readable PyTorch checkpoint (truncated or corrupt?): "
+                                 f"{type(err).__name__}: {err}") from err
+    meta = ckpt.get("backchannel") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(p, f"not a backchannel checkpoint (no 'backchannel' entry of format "
+                                 f"{CHECKPOINT_FORMAT!r})")
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(p, f"is a {meta.get('kind')} checkpoint, expected a {kind} checkpoint")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(p, "has no state_dict")
+    try:
+        build_from_meta(meta, ckpt["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(p, f"weights do not match the checkpoint's own config: {err}") from err
+    ckpt["_path"] = str(p)
+    return ckpt
+
+
+def sub_state(state: dict, prefix: str) -> dict:
+    """Entries of ``state`` under ``prefix.`` with the prefix removed."""
+    return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
+def build_from_meta(meta: dict, state: dict) -> dict:
+    """Modules of a checkpoint, weights loaded (strict): ``extractor`` (TimingBackbone or FrameFeatures),
+    ``vap`` (VAPHead or None) and, for a head checkpoint, ``head`` (TimingHead)."""
+    name = meta["backbone"]
+    if name == "timing":
+        extractor = TimingBackbone(TimingConfig(**meta["backbone_config"]))
+        vap = VAPHead(extractor.hidden_size)
+        vap.load_state_dict(sub_state(state, "vap"))
+    elif name == "raw":
+        extractor, vap = FrameFeatures(), None
+    else:
+        raise ValueError(f"unknown backbone {name!r}")
+    extractor.load_state_dict(sub_state(state, "backbone"))
+    out = {"extractor": extractor.eval(), "vap": vap.eval() if vap is not None else None, "head": None}
+    if meta["kind"] == "head":
+        h = meta["head_config"]
+        if h["input_dim"] != extractor.hidden_size:
+            raise ValueError(f"head input_dim {h['input_dim']} != backbone hidden size {extractor.hidden_size}")
+        head = TimingHead(h["input_dim"], hidden=h["hidden"], kind=h["kind"])
+        head.load_state_dict(sub_state(state, "head"))
+        out["head"] = head.eval()
+    return out
+
+
+def checkpoint_meta(module: L.LightningModule, kind: str) -> dict:
+    """The ``"backchannel"`` entry of a checkpoint (see module docstring)."""
+    trainer = module._trainer
+    dm = trainer.datamodule if trainer is not None else None
+    metrics = {}
+    if trainer is not None:
+        for k, v in trainer.callback_metrics.items():
+            try:
+                metrics[k] = float(v)
+            except (TypeError, ValueError):
+                continue
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "backbone": module.backbone_name,
+        "backbone_config": module.backbone_config(),
+        "config": _plain({"model": dict(module.hparams), "data": dict(dm.hparams) if dm is not None else None,
+                          "run": getattr(module, "run_config", None)}),
+        "manifests": getattr(dm, "manifest_summary", None) or {},
+        "metrics": metrics,
+        "global_step": int(module.global_step),
+    }
+
+
+def _plain(obj):
+    """JSON types only (paths and the like as strings), so checkpoints load with ``weights_only=True``."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def warmup_cosine(progress: float, warmup: float, floor: float = 0.05) -> float:
+    """LR multiplier at ``progress`` (0..1 of the run): linear warmup over the first ``warmup``
+    fraction, then cosine decay to ``floor``."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-3)
+    rest = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * rest))
+
+
+def run_progress(trainer, step: int, total: int) -> float:
+    """Fraction of the run done: the step fraction or, when the trainer has a ``max_time``, the
+    elapsed fraction of it if larger (on a shared CPU the time cap may come first; the schedule then
+    still decays fully instead of being cut off)."""
+    progress = step / max(1, total)
+    for cb in trainer.callbacks:
+        if isinstance(cb, Timer) and cb._duration and cb.start_time() is not None:
+            progress = max(progress, cb.time_elapsed() / cb._duration)
+    return min(progress, 1.0)
+
+
+def make_optimizer(module: L.LightningModule, params, lr: float, weight_decay: float, schedule: str,
+                   warmup: float):
+    """AdamW (no decay on biases, norms, embeddings) with a per-step schedule: ``cosine`` (linear
+    warmup over the ``warmup`` fraction, cosine decay; progress by steps or by ``max_time``, see
+    :func:`run_progress`), ``onecycle`` (torch's, by steps) or ``constant``."""
+    decay, no_decay = [], []
+    for name, p in params:
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and "text_" not in name else no_decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    trainer = module.trainer
+    total = max(1, int(trainer.estimated_stepping_batches))
+    if schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total,
+                                                    pct_start=max(warmup, 1e-3))
+    elif schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(run_progress(trainer, step, total), warmup))
+    elif schedule == "constant":
+        return opt
+    else:
+        raise ValueError(f"schedule must be cosine, onecycle or constant, got {schedule!r}")
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# --------------------------------------------------------------------------- VAP pretraining
+
+class VAPPretrainModule(L.LightningModule):
+    """``TimingBackbone`` + ``VAPHead`` trained with the VAP loss (next 2 s of both parties' voice
+    activity, 256 classes). Logs ``train/loss``; on dev ``val/loss`` and per corpus ``val/<corpus>/loss``
+    and ``val/<corpus>/shift_hold_ba`` (zero-shot ``p_now`` in mutual silences, threshold 0.5)."""
+
+    backbone_name = "timing"
+
+    def __init__(self, d_model: int = 128, n_layers: int = 4, n_heads: int = 4, window: int = 256,
+                 mlp_ratio: int = 4, use_text: bool = True, dropout: float = 0.1, vocab_size: int = VOCAB_SIZE,
+                 text_k: int = WORDS_PER_FRAME, lr: float = 1e-3, weight_decay: float = 0.05,
+                 warmup: float = 0.05, schedule: str = "cosine"):
+        super().__init__()
+        self.save_hyperparameters()
+        cfg = TimingConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, window=window, mlp_ratio=mlp_ratio,
+                           vocab_size=vocab_size, text_k=text_k, use_text=use_text, dropout=dropout)
+        self.backbone = TimingBackbone(cfg)
+        self.vap = VAPHead(d_model)
+        self.run_config = None
+        self._val = None
+
+    def backbone_config(self) -> dict:
+        return asdict(self.backbone.config)
+
+    def forward(self, inputs):
+        return self.vap(self.backbone(inputs))
+
+    def on_fit_start(self) -> None:
+        dm = self.trainer.datamodule
+        if self.global_step == 0 and dm is not None and getattr(dm, "train_store", None) is not None:
+            h = dm.hparams
+            if (h.vocab_size, h.text_k, h.use_text) != (self.hparams.vocab_size, self.hparams.text_k,
+                                                        self.hparams.use_text):
+                raise ValueError(f"data text settings (vocab_size {h.vocab_size}, text_k {h.text_k}, use_text "
+                                 f"{h.use_text}) differ from the model's ({self.hparams.vocab_size}, "
+                                 f"{self.hparams.text_k}, {self.hparams.use_text})")
+            stats = dm.train_store.prosody_arrays()
+            if stats is not None:
+                self.backbone.features.fit(*stats)
+
+    def training_step(self, batch, batch_idx):
+        loss = vap_loss(self(batch["inputs"]), batch["vap"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["corpus"]))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = defaultdict(lambda: {"loss": 0.0, "n": 0, "scores": [], "labels": []})
+
+    def validation_step(self, batch, batch_idx):
+        logits = self(batch["inputs"])
+        ce = F.cross_entropy(logits.transpose(1, 2), batch["vap"], ignore_index=IGNORE_INDEX, reduction="none")
+        p_now = vap_zero_shot(logits)["p_now"]
+        for i, corpus in enumerate(batch["corpus"]):
+            acc = self._val[corpus]
+            valid = batch["vap"][i] != IGNORE_INDEX
+            acc["loss"] += float(ce[i][valid].sum())
+            acc["n"] += int(valid.sum())
+            n = int(batch["lengths"][i])
+            s, lab = shift_hold_scores(p_now[i, :n].float().numpy(), batch["hold_pauses"][i], batch["shift_pauses"][i])
+            acc["scores"].append(s)
+            acc["labels"].append(lab)
+
+    def on_validation_epoch_end(self) -> None:
+        total, count = 0.0, 0
+        for corpus, acc in sorted(self._val.items()):
+            if acc["n"]:
+                self.log(f"val/{corpus}/loss", acc["loss"] / acc["n"])
+            total, count = total + acc["loss"], count + acc["n"]
+            labels = np.concatenate(acc["labels"]) if acc["labels"] else np.zeros(0)
+            if len(set(labels.tolist())) == 2:
+                scores = np.concatenate(acc["scores"])
+                self.log(f"val/{corpus}/shift_hold_ba", balanced_accuracy(labels, (scores >= 0.5).astype(int)))
+        if count:
+            self.log("val/loss", total / count, prog_bar=True)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return make_optimizer(self, self.named_parameters(), h.lr, h.weight_decay, h.schedule, h.warmup)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["backchannel"] = checkpoint_meta(self, "backbone")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("backchannel") or {}
+        if meta.get("kind") != "backbone":
+            raise ValueError(f"resuming backbone training from a {meta.get('kind')!r} checkpoint")
+        if meta.get("backbone_config") != self.backbone_config():
+            raise ValueError(f"checkpoint backbone config {meta.get('backbone_config')} differs from this run's "
+                             f"{self.backbone_config()}")
+
+
+# --------------------------------------------------------------------------- head
+
+class HeadModule(L.LightningModule):
+    """``TimingHead`` on frozen features: ``backbone="timing"`` (the pretrained backbone at
+    ``backbone_ckpt``) or ``"raw"`` (``FrameFeatures``: voice activity and prosody, no backbone and no
+    text; the ablation).
+
+    Loss: ``head_loss`` with action class weights (``class_weights="inverse"``: inverse frequency of
+    the train frames to the power ``class_weight_power``; or an explicit list of 3; or None) and an
+    optional focal term ``focal_gamma``. Dev metrics per corpus: frame macro-F1, backchannel AUPRC,
+    and backchannel event F1 at ``margin`` (seconds) with the trigger threshold tuned on dev itself
+    (``dev/bc_event_f1`` is their mean over corpora; the checkpoint monitor).
+    """
+
+    def __init__(self, backbone: str = "timing", backbone_ckpt: str | None = None, kind: str = "gru",
+                 hidden: int = 64, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 0.01,
+                 warmup: float = 0.05, schedule: str = "cosine", class_weights: str | list[float] | None = "inverse",
+                 class_weight_power: float = 0.5, focal_gamma: float = 0.0, type_loss_weight: float = 0.5,
+                 margin: tuple[float, float] = (-0.5, 0.5)):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone_name = backbone
+        if backbone == "timing":
+            if not backbone_ckpt:
+                raise ValueError("backbone 'timing' needs backbone_ckpt (a checkpoint of `train backbone`)")
+            ckpt = load_checkpoint(backbone_ckpt, kind="backbone")
+            mods = build_from_meta(ckpt["backchannel"], ckpt["state_dict"])
+            self.backbone, self.vap = mods["extractor"], mods["vap"]
+            self.backbone_hash = file_sha256(backbone_ckpt)
+            self.backbone_manifests = ckpt["backchannel"].get("manifests")
+        elif backbone == "raw":
+            self.backbone, self.vap = FrameFeatures(), None
+            self.backbone_hash = None
+            self.backbone_manifests = None
+        else:
+            raise ValueError(f"backbone must be 'timing' or 'raw', got {backbone!r}")
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        if self.vap is not None:
+            for p in self.vap.parameters():
+                p.requires_grad_(False)
+        self.head = TimingHead(self.backbone.hidden_size, hidden=hidden, kind=kind, dropout=dropout)
+        self.register_buffer("class_weight", torch.ones(3))
+        self.run_config = None
+        self._val = None
+
+    # ---- features
+    @property
+    def use_text(self) -> bool:
+        return self.backbone_name == "timing" and self.backbone.config.use_text
+
+    def backbone_config(self) -> dict | None:
+        return asdict(self.backbone.config) if self.backbone_name == "timing" else None
+
+    def feature_backbone(self):
+        """The frozen feature extractor (eval mode); for ``raw`` its normalisation is fitted first."""
+        if self.backbone_name == "raw" and self.backbone_hash is None:
+            self.fit_raw()
+        return self.backbone.eval()
+
+    def fit_raw(self) -> None:
+        """Fit ``FrameFeatures`` normalisation on the train rows' prosody; hash its buffers."""
+        from backchannel.corpora.dataset import load_prepared, row_prosody
+
+        dm = self.trainer.datamodule
+        xs, ms = [], []
+        for folder in dm.hparams.corpora:
+            ds = load_prepared(folder)[0]["train"].select_columns(["n_frames", "prosody", "prosody_mask"])
+            for row in ds:
+                if len(row["prosody"]):
+                    x, m = row_prosody(row)
+                    xs.append(x)
+                    ms.append(m)
+        if xs:
+            self.backbone.fit(np.concatenate(xs), np.concatenate(ms))
+        self.backbone_hash = "raw-" + hashlib.sha256(
+            self.backbone.shift.numpy().tobytes() + self.backbone.scale.numpy().tobytes()).hexdigest()
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        dm = self.trainer.datamodule
+        cw = self.hparams.class_weights
+        if cw == "inverse":
+            counts = dm.label_counts()
+            labels = np.repeat(np.arange(3), counts)
+            self.class_weight.copy_(inverse_frequency_weights(labels, 3, self.hparams.class_weight_power))
+        elif cw is not None:
+            if len(cw) != 3:
+                raise ValueError(f"class_weights must be 'inverse', None or 3 numbers, got {cw!r}")
+            self.class_weight.copy_(torch.tensor(cw, dtype=torch.float32))
+
+    # ---- training
+    def forward(self, features):
+        return self.head(features)
+
+    def training_step(self, batch, batch_idx):
+        action_logits, type_logits = self(batch["features"])
+        out = head_loss(action_logits, type_logits, batch["action"], batch["bc_type"], self.class_weight,
+                        self.hparams.focal_gamma, type_loss_weight=self.hparams.type_loss_weight)
+        bs = len(batch["row"])
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
+        self.log("train/action_loss", out["action_loss"], batch_size=bs)
+        self.log("train/type_loss", out["type_loss"], batch_size=bs)
+        return out["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = defaultdict(list)
+
+    def validation_step(self, batch, batch_idx):
+        action_logits, _ = self(batch["features"])
+        probs = action_logits.float().softmax(-1)
+        rows = self.trainer.datamodule.dev_rows
+        for i, r in enumerate(batch["row"]):
+            n = int(batch["lengths"][i])
+            self._val[batch["corpus"][i]].append((probs[i, :n].numpy(), rows[r].action, rows[r].bc_onsets))
+
+    def on_validation_epoch_end(self) -> None:
+        f1s = []
+        for corpus, items in sorted(self._val.items()):
+            probs = np.concatenate([p for p, _, _ in items])
+            labels = np.concatenate([a for _, a, _ in items])
+            fs = frame_scores(labels, probs)
+            self.log(f"dev/{corpus}/macro_f1", fs["macro_f1"])
+            if not math.isnan(fs["auprc"][BACKCHANNEL]):
+                self.log(f"dev/{corpus}/bc_auprc", fs["auprc"][BACKCHANNEL])
+            tuned = tune_threshold([p[:, BACKCHANNEL] for p, _, _ in items], [o for _, _, o in items],
+                                   tuple(self.hparams.margin), smoothing=[1, 3], lead=[0.0, 0.2])
+            self.log(f"dev/{corpus}/bc_event_f1", tuned.f1)
+            f1s.append(tuned.f1)
+        if f1s:
+            self.log("dev/bc_event_f1", float(np.mean(f1s)), prog_bar=True)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return make_optimizer(self, self.head.named_parameters(), h.lr, h.weight_decay, h.schedule, h.warmup)
+
+    # ---- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint_meta(self, "head")
+        meta["backbone_hash"] = self.backbone_hash
+        meta["backbone_manifests"] = self.backbone_manifests
+        meta["head_config"] = {"input_dim": self.backbone.hidden_size, "hidden": self.hparams.hidden,
+                               "kind": self.hparams.kind}
+        meta["class_weight"] = self.class_weight.tolist()
+        checkpoint["backchannel"] = meta
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("backchannel") or {}
+        if meta.get("kind") != "head":
+            raise ValueError(f"resuming head training from a {meta.get('kind')!r} checkpoint")
+        if meta.get("backbone") != self.backbone_name:
+            raise ValueError(f"checkpoint head was trained on backbone {meta.get('backbone')!r}, this run uses "
+                             f"{self.backbone_name!r}")
+        if self.backbone_name == "timing" and meta.get("backbone_hash") != self.backbone_hash:
+            raise ValueError(f"checkpoint head was trained on backbone checkpoint sha256 "
+                             f"{str(meta.get('backbone_hash'))[:12]}, this run's backbone_ckpt has "
+                             f"{self.backbone_hash[:12]}")
+        if self.backbone_name == "raw":
+            self.backbone_hash = meta.get("backbone_hash")
+        dim = (meta.get("head_config") or {}).get("input_dim")
+        if dim != self.backbone.hidden_size:
+            raise ValueError(f"checkpoint head input dim {dim} != this backbone's {self.backbone.hidden_size}")
