@@ -85,7 +85,7 @@ class EvalSettings:
     tune_margin: tuple = (-0.5, 0.5)
     refractory: float = 0.8
     smoothing: tuple = (1, 3, 5)
-    leads: tuple = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    leads: tuple = (0.0, 0.08, 0.16, 0.24, 0.32, 0.40, 0.48, 0.56, 0.64)  # whole frames: a Policy can replay them
     rate_factor: float = 1.25
     seeds: tuple = (0, 1, 2, 3, 4)
     logistic_train_frames: int = 1_500_000

@@ -21,20 +21,26 @@ One call of :meth:`Policy.decide` per frame ``t`` (decided at the frame's end, `
    frame wins that one frame, so backchannel decisions never depend on the take-turn threshold.
 6. **Quiet** (e.g. while the user dictates digits): no backchannel, no take-turn; smoothing and the
    budget keep running, and crossings during quiet are consumed.
-7. **Form**: the backchannel type is the argmax of the type probabilities (``lexicon.BC_TYPES``; the
+7. **Lead** (``lead`` s, a whole number of 80 ms frames): a backchannel decided at frame ``t`` is spoken
+   (returned as BACKCHANNEL) at frame ``t + lead / 0.08``; refractory and cadence count decision times,
+   as ``trigger_onsets(..., lead=lead)`` does. A pending backchannel whose frame is quiet or faulted is
+   dropped. ``backchannel evaluate`` tunes the lead on dev; :meth:`Policy.from_report` reads it.
+8. **Form**: the backchannel type is the argmax of the type probabilities (``lexicon.BC_TYPES``; the
    next most probable type with forms when a type has none); the form is drawn uniformly (seeded RNG)
    from that type's forms, excluding a form already said ``max_repeat`` times in a row, unless the
    type allows only that one form.
 
 With ``off = on`` (or ``None``) and no cadence, the backchannel decisions of :meth:`Policy.decide` equal
-``metrics.trigger_onsets(p_bc, on, refractory, smoothing)`` exactly (tested).
+``metrics.trigger_onsets(p_bc, on, refractory, smoothing, lead)`` (tested; exactly for ``lead = 0``).
 """
 from __future__ import annotations
 
+import json
 import random
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -80,7 +86,8 @@ class Decision:
 class Policy:
     """Decision settings (see the module docstring). Thresholds are probabilities in [0, 1];
     ``smoothing`` in frames; ``refractory`` in seconds; ``cadence`` in backchannels per minute
-    (None: unlimited); ``burst`` in backchannels; ``take_turn`` None never takes the turn."""
+    (None: unlimited); ``burst`` in backchannels; ``take_turn`` None never takes the turn; ``lead``
+    in seconds, a multiple of 0.08 (delay between deciding and speaking)."""
 
     on: float = 0.5
     off: float | None = None
@@ -92,6 +99,7 @@ class Policy:
     forms: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(DEFAULT_FORMS))
     max_repeat: int = 2
     seed: int = 0
+    lead: float = 0.0
 
     def __post_init__(self):
         if self.off is None:
@@ -115,22 +123,42 @@ class Policy:
         if not any(self.forms.values()):
             raise ValueError("policy: forms must allow at least one form for some type")
         self.smoothing = int(self.smoothing)
+        frames = self.lead / FRAME_S
+        if self.lead < 0 or abs(frames - round(frames)) > 1e-6:
+            raise ValueError(f"policy: lead must be a whole number of {FRAME_S} s frames >= 0, got {self.lead} s")
+        self.lead_frames = int(round(frames))
 
     @classmethod
     def from_trigger(cls, settings, **overrides) -> Policy:
-        """The policy that reproduces ``metrics.TriggerSettings`` (threshold, smoothing, refractory).
-
-        A streaming listener speaks when it decides, so ``settings.lead`` must be 0 (delay in the host)."""
-        if settings.lead:
-            raise ValueError(f"policy: trigger lead {settings.lead} s is not supported (decide = speak); "
-                             "delay the backchannel in the host instead")
+        """The policy that reproduces ``metrics.TriggerSettings`` (threshold, smoothing, refractory, lead)."""
         return cls(on=settings.threshold, smoothing=settings.smoothing, refractory=settings.refractory,
-                   **overrides)
+                   lead=settings.lead, **overrides)
+
+    @classmethod
+    def from_report(cls, report: str | Path | Mapping, corpus: str, system: str = "head",
+                    variant: str = "rate_matched", **overrides) -> Policy:
+        """The policy ``backchannel evaluate`` tuned on dev for ``system`` on ``corpus``: backchannel
+        threshold, smoothing, refractory and lead of ``variant`` (``f1`` or ``rate_matched``), and the
+        take-turn level from the shift/hold threshold. ``report``: a ``report.json`` path or its dict."""
+        data = report if isinstance(report, Mapping) else json.loads(Path(report).read_text())
+        try:
+            entry = data["corpora"][corpus]["systems"][system]
+            settings = entry["variants"][variant]["settings"]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"policy: {report if not isinstance(report, Mapping) else 'report'} has no tuned "
+                             f"settings for corpus {corpus!r}, system {system!r}, variant {variant!r} "
+                             f"(missing {err})") from None
+        kw = {"on": float(settings["threshold"]), "smoothing": int(settings["smoothing"]),
+              "refractory": float(settings["refractory"]), "lead": float(settings.get("lead", 0.0))}
+        take = (entry.get("shift_hold") or {}).get("take_turn") or {}
+        if "threshold" in take:
+            kw["take_turn"] = float(take["threshold"])
+        return cls(**(kw | overrides))
 
     def init_state(self) -> PolicyState:
         """A fresh state (reset = a new state)."""
         return PolicyState(sums=deque([(0.0, 0.0, 0.0)], maxlen=self.smoothing + 1), budget=float(self.burst),
-                           recent=deque(maxlen=self.max_repeat), rng=random.Random(self.seed))
+                           recent=deque(maxlen=self.max_repeat), rng=random.Random(self.seed), pending=deque())
 
     def choose_form(self, state: PolicyState, type_probs) -> tuple[str, str]:
         """``(bc_type, form)`` for a backchannel (rule 7 of the module docstring); updates
@@ -188,11 +216,16 @@ class Policy:
 
         bc_type = form = None
         if fire:
-            action = BACKCHANNEL
             state.last_bc = t
             if self.cadence is not None:
                 state.budget -= 1.0
-            bc_type, form = self.choose_form(state, type_probs)
+            state.pending.append((t + self.lead_frames, *self.choose_form(state, type_probs)))
+        due = None
+        while state.pending and state.pending[0][0] <= t:
+            due = state.pending.popleft()
+        if due is not None and not blocked:
+            action = BACKCHANNEL
+            bc_type, form = due[1], due[2]
         elif not blocked and self.take_turn is not None and p_tt >= self.take_turn:
             action = TAKE_TURN
         else:
@@ -207,13 +240,15 @@ class PolicyState:
 
     ``t``: frames decided; ``sums``: running sums ``c_lo .. c_t`` of the action probabilities (the
     last ``smoothing + 1``); ``armed``: the trigger may fire; ``last_bc``: frame of the last emitted
-    backchannel; ``budget``: cadence tokens; ``recent``: the last ``max_repeat`` forms said.
+    backchannel (decision frame); ``budget``: cadence tokens; ``recent``: the last ``max_repeat`` forms
+    said; ``pending``: decided backchannels waiting for their lead, ``(frame to speak, type, form)``.
     """
 
     sums: deque
     budget: float
     recent: deque
     rng: random.Random
+    pending: deque = field(default_factory=deque)
     t: int = 0
     armed: bool = True
     last_bc: int | None = None

@@ -34,8 +34,9 @@ reset together. A session whose features fail or whose outputs are non-finite is
 is fed an empty frame / its head-state row is put back); a failed or late batched call silences
 that frame in every session.
 
-There is no ``load_listener(checkpoint)`` yet: the project has no checkpoint format for a trained
-head + policy. Build the listener from the backbone and head objects.
+:func:`load_listener` builds a listener from a head checkpoint (``backchannel train head``): its frozen
+backbone, its head and the text tokenizer it was trained with. The checkpoint holds no decision
+settings: pass a ``Policy`` (e.g. with the threshold and smoothing ``backchannel evaluate`` tuned on dev).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import torch
 
@@ -90,6 +92,10 @@ class StreamingListener(_Faults):
     seconds allowed for the model call of one frame; ``logger``: where faults are logged.
     Set ``quiet = True`` to suppress backchannels and take-turns (e.g. while the user dictates digits).
     """
+
+    checkpoint: dict | None = None
+    """What :func:`load_listener` loaded (``Predictor.describe()``: path, sha256, backbone, configs); None
+    for a listener built from objects."""
 
     def __init__(self, backbone, head, policy: Policy | None = None, *,
                  features: StreamingFeatures | None = None, deadline_s: float = 0.02,
@@ -166,6 +172,37 @@ class StreamingListener(_Faults):
             detail = f"model call took {elapsed * 1e3:.1f} ms, deadline {self.deadline_s * 1e3:.1f} ms"
             return self._decide(probs[0], type_probs[0], fault=self._fault("deadline", t, detail=detail))
         return self._decide(probs[0], type_probs[0])
+
+
+def load_listener(checkpoint: str | Path, policy: Policy | None = None, **kw) -> StreamingListener:
+    """A :class:`StreamingListener` from a head checkpoint written by ``backchannel train head``.
+
+    Loads it with ``train.predict.load_predictor`` (the frozen backbone and head evaluation uses, in
+    eval mode) and feeds the text stream through the tokenizer the backbone was trained with.
+    ``policy``: decision settings (default ``Policy()``: the checkpoint stores none); ``kw`` go to
+    :class:`StreamingListener` (``deadline_s``, ``logger``, ``features``). A given ``features`` must
+    encode words as the checkpoint's backbone does (same vocabulary size and words per frame); for audio
+    at another rate use ``StreamingFeatures(rate, tokenizer=listener.features.tokenizer)``.
+    ``listener.checkpoint`` describes what was loaded.
+
+    Raises ``train.modules.CheckpointError`` naming the file when it is missing, corrupt, not a
+    backchannel checkpoint, a backbone-only checkpoint, or its weights do not fit its config.
+    """
+    from backchannel.train.predict import load_predictor
+
+    pred = load_predictor(checkpoint)
+    features = kw.pop("features", None)
+    if features is None:
+        features = StreamingFeatures(tokenizer=pred.tokenizer) if pred.tokenizer else StreamingFeatures()
+    elif pred.tokenizer is not None:
+        want = (pred.tokenizer.vocab_size, pred.tokenizer.k)
+        got = (features.tokenizer.vocab_size, features.tokenizer.k)
+        if got != want:
+            raise ValueError(f"{checkpoint}: the backbone reads text as (vocab_size, words per frame) "
+                             f"{want}, the given features encode {got}")
+    listener = StreamingListener(pred.backbone, pred.head, policy, features=features, **kw)
+    listener.checkpoint = pred.describe()
+    return listener
 
 
 def run_offline(listener: StreamingListener, frames: Mapping | Iterable[Mapping]) -> list[Decision]:

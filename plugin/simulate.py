@@ -158,25 +158,20 @@ def _shift_words(words: Sequence[Word], t0: float, t1: float) -> list[Word]:
 def build_listener(checkpoint: str | Path | None = None, policy: Policy | None = None,
                    seed: int = 0) -> tuple[StreamingListener, str]:
     """``(listener, weights)``: the timing backbone + head of a head checkpoint
-    (``train.predict.load_predictor``), else a random-weight ``TimingBackbone`` + GRU ``TimingHead``
+    (``plugin.listener.load_listener``), else a random-weight ``TimingBackbone`` + GRU ``TimingHead``
     (seeded; ``weights == "random weights"``). Deadline ``REPLAY_DEADLINE_S``."""
     import torch
-    from backchannel.plugin.features import StreamingFeatures
-    from backchannel.plugin.listener import StreamingListener
+    from backchannel.plugin.listener import StreamingListener, load_listener
 
     from backchannel.backbones import TimingBackbone
     from backchannel.head import TimingHead
 
     if checkpoint is not None:
-        from backchannel.train.predict import load_predictor
-
-        pred = load_predictor(checkpoint)
-        features = StreamingFeatures(tokenizer=pred.tokenizer) if pred.tokenizer else StreamingFeatures()
-        d = pred.describe()
+        model = load_listener(checkpoint, policy, deadline_s=REPLAY_DEADLINE_S)
+        d = model.checkpoint
         weights = (f"checkpoint {d['checkpoint']} (sha256 {d['checkpoint_sha256'][:12]}, "
                    f"backbone {d['backbone']})")
-        return StreamingListener(pred.backbone, pred.head, policy, features=features,
-                                 deadline_s=REPLAY_DEADLINE_S), weights
+        return model, weights
     torch.manual_seed(seed)
     backbone = TimingBackbone().eval()
     head = TimingHead(backbone.hidden_size).eval()
@@ -435,6 +430,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="simulations", help="output folder (default: simulations)")
     p.add_argument("--render", choices=RENDERS, default="tts", help="speech: espeak-ng TTS (tones if "
                    "unavailable) or tones")
+    p.add_argument("--report", help="take threshold, smoothing, refractory, lead and take-turn level from the "
+                   "dev-tuned settings of this `backchannel evaluate` report.json (overrides --threshold and "
+                   "--smoothing)")
     p.add_argument("--threshold", type=float, default=0.5, help="backchannel trigger threshold (default 0.5)")
     p.add_argument("--smoothing", type=int, default=1, help="moving average of the probabilities (frames)")
     p.add_argument("--cadence", type=float,
@@ -522,7 +520,12 @@ def cmd_simulate(args) -> int:
         dialogue, why = None, f"{dialogue.source}: shorter than the dataset row"
     if dialogue is None:
         print(f"note: speaker word timing reconstructed from the dataset row ({why})")
-    policy = Policy(on=args.threshold, smoothing=args.smoothing, cadence=args.cadence, seed=args.seed)
+    if args.report:
+        policy = Policy.from_report(args.report, row["corpus"], cadence=args.cadence, seed=args.seed)
+        print(f"policy from {args.report} ({row['corpus']}): on={policy.on:.3f}, smoothing={policy.smoothing}, "
+              f"lead={policy.lead:.2f} s")
+    else:
+        policy = Policy(on=args.threshold, smoothing=args.smoothing, cadence=args.cadence, seed=args.seed)
     sim = simulate(row, out_dir=args.out, checkpoint=args.checkpoint, policy=policy, render=args.render,
                    dialogue=dialogue, start=args.start, seconds=args.seconds, sample_rate=args.sample_rate,
                    seed=args.seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import json
+
 import numpy as np
 import pytest
 
@@ -170,8 +172,8 @@ def test_bad_settings_are_named():
         Policy(forms={"continuer": ()})
     with pytest.raises(ValueError, match="smoothing"):
         Policy(smoothing=0)
-    with pytest.raises(ValueError, match="lead"):
-        Policy.from_trigger(TriggerSettings(0.5, lead=0.2))
+    with pytest.raises(ValueError, match="lead must be a whole number"):
+        Policy.from_trigger(TriggerSettings(0.5, lead=0.2))  # not a multiple of 80 ms
     with pytest.raises(ValueError, match="3 values"):
         Policy().decide(Policy().init_state(), [0.5, 0.5])
 
@@ -185,3 +187,44 @@ def test_missing_probabilities_count_as_silence():
     assert (a.action, b.action, b.fault) == ("BACKCHANNEL", "SILENT", "deadline")
     assert (b.probability, c.probability) == (0.5, 0.5)
     assert c.action == "SILENT"  # the smoothed value never fell below 0.5, so the trigger never re-armed
+
+
+@pytest.mark.parametrize("lead_frames", [1, 3, 6])
+def test_lead_delays_speech_like_trigger_onsets(lead_frames):
+    """A lead of k frames speaks k frames after deciding: the times equal trigger_onsets(lead=0.08 k)."""
+    rng = np.random.default_rng(7)
+    p = np.clip(0.3 + 0.25 * np.sin(np.arange(800) / 9) + rng.normal(0, 0.15, 800), 0, 1) * 0.9
+    lead = 0.08 * lead_frames
+    want = trigger_onsets(p, 0.35, refractory=0.8, smoothing=3, lead=lead)
+    policy = Policy.from_trigger(TriggerSettings(0.35, 3, 0.8, lead), take_turn=None)
+    decisions = run(policy, bc_probs(p))
+    got = np.array([d.time for d in decisions if d.action == "BACKCHANNEL"])
+    assert len(want) > 5 and len(got) == len(want) - int(want[-1] > decisions[-1].time)
+    np.testing.assert_allclose(got, want[:len(got)], atol=1e-9)
+    undelayed = fired(run(Policy.from_trigger(TriggerSettings(0.35, 3, 0.8), take_turn=None), bc_probs(p)))
+    assert fired(decisions) == [t + lead_frames for t in undelayed if t + lead_frames < len(p)]
+
+
+def test_a_pending_backchannel_is_dropped_when_quiet_comes():
+    policy = Policy(on=0.5, lead=0.16, take_turn=None)
+    state = policy.init_state()
+    acts = [policy.decide(state, [0.1, 0.9, 0.0], quiet=(t == 2)).action for t in range(4)]
+    assert acts == ["SILENT", "SILENT", "SILENT", "SILENT"]  # decided at 0, due at 2 (quiet): dropped
+    state = policy.init_state()
+    acts = [policy.decide(state, [0.1, 0.9, 0.0]).action for t in range(4)]
+    assert acts == ["SILENT", "SILENT", "BACKCHANNEL", "SILENT"]
+
+
+def test_from_report_reads_the_tuned_settings(tmp_path):
+    report = {"corpora": {"maptask": {"systems": {"head": {
+        "variants": {"rate_matched": {"settings": {"threshold": 0.3, "smoothing": 5, "refractory": 0.8, "lead": 0.48}},
+                     "f1": {"settings": {"threshold": 0.25, "smoothing": 3, "refractory": 0.8, "lead": 0.0}}},
+        "shift_hold": {"take_turn": {"threshold": 0.41}}}}}}}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    p = Policy.from_report(path, "maptask", cadence=12.0)
+    assert (p.on, p.smoothing, p.refractory, p.lead, p.lead_frames, p.take_turn, p.cadence) == \
+        (0.3, 5, 0.8, 0.48, 6, 0.41, 12.0)
+    assert Policy.from_report(report, "maptask", variant="f1").on == 0.25
+    with pytest.raises(ValueError, match="corpus 'mrda', system 'head'"):
+        Policy.from_report(path, "mrda")

@@ -1,0 +1,107 @@
+"""``load_listener``: a streaming listener from a head checkpoint (``backchannel train head``) decides
+exactly what the offline evaluation path (``Predictor``) gives on the same row, and bad checkpoints
+get clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from backchannel.corpora.dataset import build_dataset, load_prepared
+from backchannel.corpora.demo import make_demo_corpus
+from backchannel.corpora.maptask import load_maptask
+from backchannel.plugin.features import StreamingFeatures
+from backchannel.plugin.listener import StreamingListener, load_listener, run_offline
+from backchannel.train.cli import run
+from backchannel.train.modules import CheckpointError
+from backchannel.train.predict import load_predictor
+from test_listener import NO_DEADLINE, safe_threshold
+from test_train import config, head_args
+
+from backchannel.frames import FRAME_S
+from backchannel.metrics import smooth, trigger_onsets
+from backchannel.policy import Policy
+from backchannel.text import TextTokenizer
+
+N_FRAMES = 400  # frames replayed (32 s): 25 times the tiny backbone's 16-frame attention window
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A 3-dialogue demo dataset, a tiny pretrained backbone and a tiny head trained on it (as
+    ``tests/test_train.py`` does)."""
+    root = tmp_path_factory.mktemp("load_listener")
+    dialogues = list(load_maptask(make_demo_corpus(root / "src", n_dialogues=3)))
+    for d in dialogues:
+        d.corpus = "demo"
+    build_dataset(dialogues, root / "demo", corpus="demo", progress=False)
+    run("backbone", ["--config", config("tiny_backbone"), "--data.corpora", f"[{root / 'demo'}]",
+                     "--trainer.default_root_dir", str(root / "bb")])
+    w = {"root": root, "data": root / "demo", "backbone": root / "bb" / "checkpoints" / "last.ckpt"}
+    run("head", head_args(w, "head"))
+    return w | {"head": root / "head" / "checkpoints" / "last.ckpt"}
+
+
+def crop(row: dict, n: int) -> dict:
+    """The first ``n`` frames of a dataset row (per-frame columns cut, ``n_frames`` set)."""
+    total = row["n_frames"]
+    out = {k: (v[:n] if isinstance(v, list) and len(v) == total else v) for k, v in row.items()}
+    return out | {"n_frames": n}
+
+
+def test_loaded_listener_equals_offline_predictions(work):
+    pred = load_predictor(work["head"])
+    rows = load_prepared(work["data"])[0]["test"]
+    row = crop(dict(max(rows, key=lambda r: len(r["bc_onsets"]))), N_FRAMES)  # the follower listens
+    assert sum(bool(t) for t in row["text_speaker"]) > 20  # the text stream is exercised
+    probs = pred.predict_row(row)["action_probs"].astype(np.float64)  # offline: whole row, batched
+    smoothing, refractory = 3, 0.8
+    s = smooth(probs, smoothing)
+    on = safe_threshold(s[:, 1], 0.8)
+    onsets = trigger_onsets(probs[:, 1], on, refractory=refractory, smoothing=smoothing)
+    assert len(onsets) >= 3
+    policy = Policy(on=on, smoothing=smoothing, refractory=refractory, take_turn=None)
+
+    listener = load_listener(work["head"], policy, deadline_s=NO_DEADLINE)
+    assert isinstance(listener, StreamingListener)
+    assert listener.checkpoint["checkpoint_sha256"] == pred.sha256 and listener.checkpoint["backbone"] == "timing"
+    assert listener.features.tokenizer.k == pred.meta["backbone_config"]["text_k"]
+    assert not listener.head.training and not listener.backbone.training
+    decisions = run_offline(listener, row)
+
+    assert [d.frame for d in decisions] == list(range(N_FRAMES)) and not any(d.fault for d in decisions)
+    np.testing.assert_allclose([d.probability for d in decisions], s[:, 1], atol=1e-5, rtol=0)
+    got = np.array([d.time for d in decisions if d.action == "BACKCHANNEL"])
+    np.testing.assert_array_equal(got, onsets)
+    bc = set(np.round(onsets / FRAME_S).astype(int) - 1)
+    assert [d.action for d in decisions] == ["BACKCHANNEL" if t in bc else "SILENT" for t in range(N_FRAMES)]
+    # the same decisions as a listener built by hand from the predictor's own backbone and head
+    by_hand = StreamingListener(pred.backbone, pred.head, policy, deadline_s=NO_DEADLINE,
+                                features=StreamingFeatures(tokenizer=pred.tokenizer))
+    assert run_offline(by_hand, row) == decisions
+
+
+def test_default_policy_and_features_checks(work):
+    listener = load_listener(work["head"])
+    assert listener.policy == Policy() and listener.deadline_s == 0.02
+    d = listener.step({"va_listener": 0.0, "va_speaker": 1.0, "text_speaker": "go left"})
+    # a first frame on a busy machine may miss the 20 ms deadline: its probabilities still come back
+    assert d.frame == 0 and d.fault in (None, "deadline") and 0.0 < d.probability < 1.0
+    k = listener.features.tokenizer.k
+    with pytest.raises(ValueError, match=rf"head.*last\.ckpt: the backbone reads text .*\(\d+, {k}\).*"
+                                         rf"\(\d+, {k + 1}\)"):
+        load_listener(work["head"], features=StreamingFeatures(tokenizer=TextTokenizer(k=k + 1)))
+
+
+def test_bad_checkpoints_get_clear_errors(work, tmp_path):
+    with pytest.raises(CheckpointError, match=r"missing\.ckpt: no such checkpoint file"):
+        load_listener(tmp_path / "missing.ckpt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(work["head"].read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r"truncated\.ckpt: not a readable PyTorch checkpoint"):
+        load_listener(truncated)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match=r"foreign\.ckpt: not a backchannel checkpoint"):
+        load_listener(foreign)
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: is a backbone checkpoint, expected a head checkpoint"):
+        load_listener(work["backbone"])
