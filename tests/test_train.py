@@ -244,6 +244,23 @@ def test_predictor_is_causal(work, head_ckpt):
         assert not np.allclose(a[key][t0:], b[key][t0:], atol=1e-4)
 
 
+def test_batched_prediction_equals_one_row_at_a_time(work, head_ckpt):
+    """Rows of different lengths padded into one batch give the same outputs as each row alone."""
+    pred = load_predictor(head_ckpt)
+    rows = [dict(r) for r in load_prepared(work["data"])[0]["test"]]
+    short = dict(rows[0])
+    for k in ("va_listener", "va_speaker", "text_listener", "text_speaker", "action", "bc_type"):
+        short[k] = list(short[k][:300])
+    short["n_frames"] = 300
+    batch = pred.predict_rows(rows + [short])  # one forward pass, end-padded
+    alone = [pred.predict_rows([r], max_batch_frames=1)[0] for r in rows + [short]]
+    assert batch[-1]["action_probs"].shape == (300, 3)
+    for a, b in zip(batch, alone):
+        for key in ("action_probs", "type_probs", "vap_p_shift"):
+            np.testing.assert_allclose(a[key], b[key], atol=1e-5)
+    np.testing.assert_allclose(batch[-1]["action_probs"], alone[0]["action_probs"][:300], atol=1e-5)  # causal
+
+
 def test_raw_feature_head_has_no_vap(work):
     run("head", head_args(work, "raw", "--model.backbone", "raw", "--model.backbone_ckpt", "null"))
     pred = load_predictor(work["root"] / "raw" / "checkpoints" / "last.ckpt")
