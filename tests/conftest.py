@@ -34,3 +34,15 @@ def corpora_root() -> Path:
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test on one torch CPU thread (streaming code steps frame by frame; on a shared 2-core
+    machine a second thread only waits, and one thread keeps float sums in one order), then restore."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

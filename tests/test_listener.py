@@ -27,12 +27,7 @@ NO_DEADLINE = 60.0
 WORDS = ["so", "then", "we", "go", "left", "around", "the", "lake", "okay", "yeah", "mhm", "right"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def synthetic_dialogue(T: int, seed: int = 0) -> list[dict]:

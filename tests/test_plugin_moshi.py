@@ -81,12 +81,7 @@ TINY_LM = {
 LM_OWN_DELAYS = [0, 0, 1, 2, 2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class ScriptedHead(nn.Module):

@@ -50,12 +50,7 @@ SR = 16000
 NEVER = Policy(on=1.0, take_turn=None)  # random weights: no decision may depend on them
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class RecordingFeatures(StreamingFeatures):

@@ -36,13 +36,7 @@ FIRE = [25, 60, 100, 150, 151, 152, 155, 165]  # frames where the stub head says
 DECIDED = [25, 60, 100, 150, 165]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """simulate replays on one torch thread; run_offline here too, so float sums add up in the same order."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class FiringHead:
