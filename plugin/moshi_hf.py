@@ -39,7 +39,7 @@ The transformers loop (:class:`BackchannelMoshiHF`) mirrors ``moshi.models.LMGen
 [B, K, 1]) -> [B, 1 + K, 1]`` (text + Moshi's audio codes of one undelayed frame, or None during the
 first ``max_delay`` steps). Step ``c`` reads position ``c`` (initial tokens while ``c <= delay``, so
 user frame 0 is never read, as in LMGen), samples position ``c + 1``. Real weights:
-``BackchannelMoshiHF.from_pretrained("kmhf/hf-moshiko", listener, forms)`` (bf16 ~15 GB); text
+``BackchannelMoshiHF.from_pretrained(listener, forms, "kmhf/hf-moshiko")`` (bf16 ~15 GB); text
 tokens from ``AutoTokenizer.from_pretrained("kmhf/hf-moshiko")``; forms' codes from
 ``model.audio_encoder`` (:func:`mimi_encoder`).
 """
