@@ -226,20 +226,13 @@ def run_rule(name: str, rows: list[dict], progress: bool = True):
 def fit_logistic(train_rows: list[dict], settings: EvalSettings, progress: bool = True) -> LogisticBaseline:
     """``LogisticBaseline`` fitted on (a frame sample of) ``train_rows``."""
     model = LogisticBaseline(max_frames=settings.logistic_fit_frames, seed=0)
-    feats = [features(model, r) for r in tqdm(train_rows, desc="logistic: features (train)", unit="row",
+    feats = [model.featurize(r) for r in tqdm(train_rows, desc="logistic: features (train)", unit="row",
                                                 disable=not progress, leave=False)]
     return model.fit(feats, [r["action"] for r in train_rows])
 
 
-def features(model: LogisticBaseline, row: dict) -> np.ndarray:
-    """The model's handcrafted features of a row, prosody expanded by ``row_prosody`` (audio-less rows
-    store it as 0 x 8)."""
-    prosody, mask = row_prosody(row)
-    return model.features(row["va_speaker"], row["va_listener"], row.get(model.features.text_key), prosody, mask)
-
-
 def run_logistic(model: LogisticBaseline, rows: list[dict], progress: bool = True, desc: str = "logistic"):
-    probs = [model.predict_proba([features(model, r)])[0] for r in tqdm(rows, desc=desc, unit="row", disable=not progress,
+    probs = [model.predict_proba([model.featurize(r)])[0] for r in tqdm(rows, desc=desc, unit="row", disable=not progress,
                                                           leave=False)]
     return Outputs(probs=probs)
 
