@@ -100,10 +100,11 @@ def _print_summary(name: str, out: Path, manifest: dict) -> None:
 
 
 def cmd_stats(args) -> int:
+    from tqdm import tqdm
+
     from backchannel.corpora.mining import mine_dialogue
     from backchannel.corpora.recipes import load_corpus
     from backchannel.corpora.stats import compare_to_human_reference, corpus_stats, write_stats_report
-    from tqdm import tqdm
 
     name = _resolve_corpora([args.corpus] if args.corpus else [], args.root)[0]
     dialogues = list(tqdm(load_corpus(name, args.root), desc=f"reading {name}", unit="dlg"))
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--base-url", help="mirror to download from instead of the public host")
     dl.set_defaults(func=cmd_download)
 
-    from backchannel.evaluate import register as register_evaluate
+    from backchannel.evaluation.cli import register as register_evaluate
     from backchannel.plugin.simulate import register as register_simulate
     from backchannel.train.cli import register as register_train
 
