@@ -27,7 +27,6 @@ for every system.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -800,14 +799,6 @@ def _plot_data(corpus, test_rows, extras, section, idx) -> dict:
 # ----------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------
-def _systems_arg(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in names if s not in SYSTEMS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown systems {unknown or text!r}; choose from {','.join(SYSTEMS)}")
-    return names
-
-
 def cmd_evaluate(args) -> int:
     settings = EvalSettings(seeds=tuple(range(args.seeds)))
     try:
@@ -824,19 +815,3 @@ def cmd_evaluate(args) -> int:
     print(f"report written to {Path(args.out) / 'report.md'} (+ report.json, plots, onsets)")
     return 0
 
-
-def register(subparsers) -> None:
-    """Add ``backchannel evaluate`` to the CLI's subparsers."""
-    p = subparsers.add_parser("evaluate", help="evaluate the head and all baselines on the test splits",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("datasets", nargs="*", help="prepared dataset folders or corpus names resolved to "
-                   "DATA/<name> (default: maptask mrda)")
-    p.add_argument("--checkpoint", help="timing-head checkpoint (without it the head is reported n/a)")
-    p.add_argument("--out", default="docs/eval", help="report folder (default docs/eval)")
-    p.add_argument("--textgrid", metavar="DIALOGUE:LISTENER",
-                   help="also write a Praat TextGrid of this test row with true and predicted backchannels")
-    p.add_argument("--systems", type=_systems_arg,
-                   help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
-    p.add_argument("--seeds", type=int, default=5, help="random-baseline seeds (default 5)")
-    p.add_argument("--data", default="data", help="folder holding prepared datasets by corpus name (default data)")
-    p.set_defaults(func=cmd_evaluate)

@@ -1,7 +1,6 @@
 """``backchannel evaluate``: tuning on dev only, fake predictors with hand-computed figures, output files."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -11,6 +10,7 @@ from backchannel.corpora.framing import label_frames
 
 from backchannel import metrics
 from backchannel.baselines import ward_tsukahara
+from backchannel.cli import main as cli_main
 from backchannel.evaluate import (
     EvalSettings,
     evaluate,
@@ -18,7 +18,6 @@ from backchannel.evaluate import (
     export_textgrid,
     random_system,
     read_onsets_jsonl,
-    register,
     resolve_dataset,
     rule_system,
     run_head,
@@ -331,19 +330,16 @@ def test_onsets_file_is_json_lines_that_rescore_to_the_report(demo_report, demo_
     assert read_onsets_jsonl(out / "demo-test-onsets.jsonl") == items
 
 
-def test_cli_register_and_run(demo_dataset, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["evaluate", str(demo_dataset), "--out", str(tmp_path / "ev"),
-                              "--systems", "random,pause_gate", "--seeds", "2"])
-    assert args.func(args) == 0
+def test_cli_run(demo_dataset, tmp_path, capsys):
+    assert cli_main(["evaluate", str(demo_dataset), "--out", str(tmp_path / "ev"),
+                     "--systems", "random,pause_gate", "--seeds", "2"]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["systems"] == ["random", "pause_gate"] and report["settings"]["seeds"] == [0, 1]
     assert report["corpora"]["demo"]["onsets_file"]["system"] == "pause_gate"
     assert not math.isnan(report["corpora"]["demo"]["systems"]["pause_gate"]["variants"]["rule"]["events"]
                           ["[-500,+500]"]["f1"])
     with pytest.raises(SystemExit):
-        parser.parse_args(["evaluate", "--systems", "random,oracle"])
-    args = parser.parse_args(["evaluate", str(tmp_path / "missing"), "--out", str(tmp_path / "ev2")])
-    assert args.func(args) == 2
+        cli_main(["evaluate", "--systems", "random,oracle"])
+    assert "--systems: unknown oracle; choose from random, pause_gate" in capsys.readouterr().err
+    assert cli_main(["evaluate", str(tmp_path / "missing"), "--out", str(tmp_path / "ev2")]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
