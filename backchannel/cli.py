@@ -102,10 +102,11 @@ def _print_summary(name: str, out: Path, manifest: dict) -> None:
 
 
 def cmd_stats(args) -> int:
+    from tqdm import tqdm
+
     from backchannel.corpora.mining import mine_dialogue
     from backchannel.corpora.recipes import load_corpus
     from backchannel.corpora.stats import compare_to_human_reference, corpus_stats, write_stats_report
-    from tqdm import tqdm
 
     name = _resolve_corpora([args.corpus] if args.corpus else [], args.root)[0]
     dialogues = list(tqdm(load_corpus(name, args.root), desc=f"reading {name}", unit="dlg"))
@@ -194,10 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--base-url", help="mirror to download from instead of the public host")
     dl.set_defaults(func=cmd_download)
 
-    from backchannel.train.cli import register as register_train  # light: LightningCLI is imported on a run
+    # light modules: the work (evaluation.run, LightningCLI) is imported when a command runs
+    from backchannel.evaluation.cli import register as register_evaluate
+    from backchannel.train.cli import register as register_train
 
     register_train(sub)
-    _add_evaluate(sub)
+    register_evaluate(sub)
     _add_simulate(sub)
     try:  # the rater app's web stack is the optional [rating] extra
         from backchannel.rating.commands import register as register_rating
@@ -209,28 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# The parsers below import nothing heavy: a handler is named "module:function" and imported when it runs
+# The parser below imports nothing heavy: its handler is named "module:function" and imported when it runs
 # (main), a constant to check an option against when the option is parsed (_member_of).
-EVALUATE = "backchannel.evaluate"
 SIMULATE = "backchannel.plugin.simulate"
-
-
-def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate the head and all baselines on the test splits",
-                       description="Evaluate the timing head and every baseline (random, pause_gate, "
-                                   "ward_tsukahara, logistic, head) on the official test splits, all in one run; "
-                                   "decision settings are tuned on the dev splits only.")
-    p.add_argument("datasets", nargs="*", help="prepared dataset folders or corpus names resolved to "
-                   "DATA/<name> (default: maptask mrda)")
-    p.add_argument("--checkpoint", help="timing-head checkpoint (without it the head is reported n/a)")
-    p.add_argument("--out", default="docs/eval", help="report folder (default docs/eval)")
-    p.add_argument("--textgrid", metavar="DIALOGUE:LISTENER",
-                   help="also write a Praat TextGrid of this test row with true and predicted backchannels")
-    p.add_argument("--systems", type=_member_of(f"{EVALUATE}:SYSTEMS", many=True),
-                   help="comma-separated subset of the systems above (default: all)")
-    p.add_argument("--seeds", type=int, default=5, help="random-baseline seeds (default 5)")
-    p.add_argument("--data", default="data", help="folder holding prepared datasets by corpus name (default data)")
-    p.set_defaults(func=f"{EVALUATE}:cmd_evaluate")
 
 
 def _add_simulate(sub) -> None:

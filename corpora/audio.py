@@ -44,6 +44,8 @@ LOW_PITCH_PERCENTILE = 26.0  # Ward & Tsukahara (2000)
 INTENSITY_FLOOR_DB = 0.0
 TRANSCRIPT_SLACK_S = 1.0  # a transcript may end this much after its audio
 VAD_WARMUP_S = 0.3  # seconds of reflected signal that webrtcvad's noise model settles on
+VAD_FRAME_MS = 20  # webrtcvad decision frame (10, 20 or 30 ms)
+VAD_MODE = 2  # webrtcvad aggressiveness 0-3
 _EPS = 1e-9
 
 
@@ -71,7 +73,7 @@ def _to_16k(samples: np.ndarray, sr: int) -> np.ndarray:
     return resample_poly(samples, ANALYSIS_SR // g, int(sr) // g)
 
 
-def voice_activity(samples_mono: np.ndarray, sr: int, mode: int = 2, frame_ms: int = 20) -> np.ndarray:
+def voice_activity(samples_mono: np.ndarray, sr: int, mode: int = VAD_MODE, frame_ms: int = VAD_FRAME_MS) -> np.ndarray:
     """Fraction (0..1) of each 80 ms frame judged speech by webrtcvad (aggressiveness ``mode`` 0-3).
 
     Returns ``num_frames(len / sr)`` float32 values. ``frame_ms`` is webrtcvad's frame (10, 20 or 30 ms).

@@ -32,8 +32,8 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 import numpy as np
 import soundfile
 import torch
+from backchannel.plugin.duplex import load_wav
 from backchannel.plugin.listener import StreamingListener
-from backchannel.plugin.moshi_hf import load_wav
 from backchannel.plugin.moshi_lm import BackchannelLMGen, build_forms, form_codes
 
 from backchannel.head import TimingHead

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
+from backchannel.plugin.duplex import build_forms, form_codes, load_wav
 from backchannel.plugin.listener import StreamingListener
-from backchannel.plugin.moshi_hf import BackchannelMoshiHF, build_forms, form_codes, load_wav, mimi_encoder
+from backchannel.plugin.moshi_hf import BackchannelMoshiHF, mimi_encoder
 
 from backchannel.backbones.moshi import MoshiBackbone
 from backchannel.head import TimingHead

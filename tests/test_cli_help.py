@@ -54,9 +54,8 @@ def test_every_command_has_a_handler_that_resolves():
         func = p.get_default("func")
         assert func is not None, path
         handler = _resolve(func) if isinstance(func, str) else func
-        assert callable(handler) and handler.__name__.startswith("cmd_"), path
-    # the heavy modules' handlers are named, not imported, when the parser is built
-    assert leaves["evaluate",].get_default("func") == "backchannel.evaluate:cmd_evaluate"
+        assert callable(handler), path
+    # the heavy module's handler is named, not imported, when the parser is built
     assert leaves["simulate",].get_default("func") == "backchannel.plugin.simulate:cmd_simulate"
 
 
@@ -75,10 +74,9 @@ def test_plain_strips_rest_markup():
     assert plain(None) is None and plain("") == ""
 
 
-def test_option_values_checked_against_the_modules_lists(capsys):
+def test_option_values_checked_against_the_modules_list(capsys):
     with pytest.raises(SystemExit):
-        main(["evaluate", "--systems", "head,oracle,"])
-    assert "argument --systems: unknown oracle; choose from random, pause_gate" in capsys.readouterr().err
-    args = build_parser().parse_args(["evaluate", "--systems", " head, random "])
-    assert args.systems == ["head", "random"] and args.func == "backchannel.evaluate:cmd_evaluate"
+        main(["simulate", "demo", "--render", "wav"])
+    assert "argument --render: unknown wav; choose from tts, tone" in capsys.readouterr().err
     assert build_parser().parse_args(["simulate", "demo"]).render == "tts"
+    assert build_parser().parse_args(["simulate", "demo", "--render", "tone"]).render == "tone"

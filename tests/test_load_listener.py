@@ -19,7 +19,6 @@ from test_train import config, head_args
 
 from backchannel.cli import main as cli_main
 from backchannel.frames import FRAME_S
-from backchannel.metrics import smooth, trigger_onsets
 from backchannel.policy import Policy
 from backchannel.text import TextTokenizer
 
@@ -56,11 +55,11 @@ def test_loaded_listener_equals_offline_predictions(work):
     assert sum(bool(t) for t in row["text_speaker"]) > 20  # the text stream is exercised
     probs = pred.predict_row(row)["action_probs"].astype(np.float64)  # offline: whole row, batched
     smoothing, refractory = 3, 0.8
-    s = smooth(probs, smoothing)
+    s = Policy(smoothing=smoothing).smooth(probs)
     on = safe_threshold(s[:, 1], 0.8)
-    onsets = trigger_onsets(probs[:, 1], on, refractory=refractory, smoothing=smoothing)
-    assert len(onsets) >= 3
     policy = Policy(on=on, smoothing=smoothing, refractory=refractory, take_turn=None)
+    onsets = policy.run(probs).backchannel_onsets  # what evaluation decides on the offline probabilities
+    assert len(onsets) >= 3
 
     listener = load_listener(work["head"], policy, deadline_s=NO_DEADLINE)
     assert isinstance(listener, StreamingListener)

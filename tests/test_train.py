@@ -22,12 +22,12 @@ from backchannel.train.data import (
     VAPCrops,
     build_feature_cache,
     extract_features,
-    row_inputs,
 )
 from backchannel.train.modules import CheckpointError, load_checkpoint
 from backchannel.train.predict import load_predictor
 
 from backchannel.backbones.timing import vap_targets
+from backchannel.inputs import FrameInputs
 from backchannel.text import TextTokenizer
 
 
@@ -63,23 +63,29 @@ def head_ckpt(work):
 
 # --------------------------------------------------------------------------- inputs and crops
 
-def test_row_inputs_hand_built_row():
+def test_frame_inputs_of_a_hand_built_row():
     tok = TextTokenizer()
     row = {"corpus": "x", "dialogue": "d", "listener": "f", "n_frames": 3, "va_listener": [0.0, 0.5, 1.0],
            "va_speaker": [1.0, 0.25, 0.0], "prosody": np.zeros((0, 8)), "prosody_mask": np.zeros((0, 8), bool),
            "text_listener": ["", "", "okay"], "text_speaker": ["go left", "", ""]}
-    x = row_inputs(row, tok)
+    x = FrameInputs.from_row(row, tok)
     assert x["va_listener"].tolist() == [0.0, 0.5, 1.0] and x["va_speaker"].tolist() == [1.0, 0.25, 0.0]
     assert x["prosody"].shape == (3, 8) and not x["prosody_mask"].any()  # audio-less: all masked
     assert x["text_ids"].shape == (3, 2, 2)
     assert x["text_ids"][0, 1].tolist() == [tok.word_id("go"), tok.word_id("left")]
     assert x["text_ids"][2, 0].tolist() == [tok.word_id("okay"), 0]
     assert x["text_ids"][1].sum() == 0
-    assert "text_ids" not in row_inputs(row)
+    assert "text_ids" not in FrameInputs.from_row(row)
     assert CachedTokenizer().encode_pair(row["text_listener"], row["text_speaker"]).tolist() == \
         tok.encode_pair(row["text_listener"], row["text_speaker"]).tolist()
     with pytest.raises(ValueError, match="n_frames is 4"):
-        row_inputs({**row, "n_frames": 4})
+        FrameInputs.from_row({**row, "n_frames": 4})
+    compact = FrameInputs.from_row(row, tok, compact=True)  # the training store: absent prosody kept as None
+    assert compact.prosody is None and compact.text_ids.dtype == torch.int16
+    assert torch.equal(compact.crop(0, 3)["prosody_mask"], x["prosody_mask"])
+    assert torch.equal(compact.crop(1, 3)["text_ids"], x["text_ids"][1:3])
+    with pytest.raises(ValueError, match=r"va_speaker must be finite fractions in \[0, 1\], got 1.5 at frame 1"):
+        FrameInputs.from_row({**row, "va_speaker": [0.0, 1.5, 0.0]})
 
 
 def test_crop_sampler_is_deterministic_and_in_bounds():

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from backchannel.corpora.events import BACKCHANNEL
 from lightning.pytorch.callbacks import Timer
+from sklearn.metrics import roc_auc_score
 
 from backchannel.backbones.timing import (
     IGNORE_INDEX,
@@ -32,13 +33,16 @@ from backchannel.backbones.timing import (
     vap_loss,
     vap_zero_shot,
 )
+from backchannel.evaluation.tuning import PolicyGrid, tune_backchannel
 from backchannel.head import TimingHead, head_loss, inverse_frequency_weights
-from backchannel.metrics import balanced_accuracy, frame_scores, shift_hold_scores, tune_threshold
+from backchannel.metrics import frame_scores, shift_hold_scores
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME
 
 from .data import file_sha256
 
 CHECKPOINT_FORMAT = "backchannel.checkpoint/1"
+#: The policy settings the head's dev metric tunes over (a coarse version of ``backchannel evaluate``'s).
+DEV_GRID = PolicyGrid(on=tuple(round(0.05 * k, 2) for k in range(1, 20)), smoothing=(1, 3), lead=(0.0, 0.24))
 KINDS = ("backbone", "head")
 
 
@@ -206,7 +210,7 @@ def make_optimizer(module: L.LightningModule, params, lr: float, weight_decay: f
 class VAPPretrainModule(L.LightningModule):
     """``TimingBackbone`` + ``VAPHead`` trained with the VAP loss (next 2 s of both parties' voice
     activity, 256 classes). Logs ``train/loss``; on dev ``val/loss`` and per corpus ``val/<corpus>/loss``
-    and ``val/<corpus>/shift_hold_ba`` (zero-shot ``p_now`` in mutual silences, threshold 0.5)."""
+    and ``val/<corpus>/shift_hold_auc`` (ROC AUC of the zero-shot ``p_now`` in mutual silences)."""
 
     backbone_name = "timing"
 
@@ -272,8 +276,7 @@ class VAPPretrainModule(L.LightningModule):
             total, count = total + acc["loss"], count + acc["n"]
             labels = np.concatenate(acc["labels"]) if acc["labels"] else np.zeros(0)
             if len(set(labels.tolist())) == 2:
-                scores = np.concatenate(acc["scores"])
-                self.log(f"val/{corpus}/shift_hold_ba", balanced_accuracy(labels, (scores >= 0.5).astype(int)))
+                self.log(f"val/{corpus}/shift_hold_auc", roc_auc_score(labels, np.concatenate(acc["scores"])))
         if count:
             self.log("val/loss", total / count, prog_bar=True)
 
@@ -362,8 +365,8 @@ class HeadModule(L.LightningModule):
         for folder in dm.hparams.corpora:
             ds = load_prepared(folder)[0]["train"].select_columns(["n_frames", "prosody", "prosody_mask"])
             for row in ds:
-                if len(row["prosody"]):
-                    x, m = row_prosody(row)
+                x, m = row_prosody(row)
+                if m.any():
                     xs.append(x)
                     ms.append(m)
         if xs:
@@ -419,8 +422,8 @@ class HeadModule(L.LightningModule):
             self.log(f"dev/{corpus}/macro_f1", fs["macro_f1"])
             if not math.isnan(fs["auprc"][BACKCHANNEL]):
                 self.log(f"dev/{corpus}/bc_auprc", fs["auprc"][BACKCHANNEL])
-            tuned = tune_threshold([p[:, BACKCHANNEL] for p, _, _ in items], [o for _, _, o in items],
-                                   tuple(self.hparams.margin), smoothing=[1, 3], lead=[0.0, 0.2])
+            tuned = tune_backchannel([p for p, _, _ in items], [o for _, _, o in items], grid=DEV_GRID,
+                                     margin=tuple(self.hparams.margin))
             self.log(f"dev/{corpus}/bc_event_f1", tuned.f1)
             f1s.append(tuned.f1)
         if f1s:

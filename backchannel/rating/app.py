@@ -31,8 +31,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from backchannel.evaluation.io import json_safe
+
 from . import SCALES
-from .analysis import analyze, export_rows, json_safe, write_csv
+from .analysis import analyze, export_rows, write_csv
 from .stimuli import load_study
 from .store import Store
 
