@@ -212,6 +212,7 @@ class FloorControl:
         self.floor = self.initial_floor
         self.schedule = self._empty.clone()  # [channels, steps ahead], column 0 = this step
         self._quiet = 0
+        self.last_outcome: str | None = None  # what became of this step's BACKCHANNEL decision
 
     @property
     def speaking(self) -> bool:
@@ -224,6 +225,7 @@ class FloorControl:
         if self.floor == MODEL and prev_text is not None:
             self._quiet = self._quiet + 1 if prev_text == self.pad_id else 0
         action = decision.action if decision is not None else "SILENT"
+        self.last_outcome = None
         if action == "TAKE_TURN":
             if self.floor == USER:
                 self.stats["take_turn"] += 1
@@ -246,10 +248,13 @@ class FloorControl:
         form = self.forms.get(decision.form)
         if self.floor != USER:
             self.stats["dropped_model_floor"] += 1
+            self.last_outcome = "not said: the model holds the floor"
         elif self.speaking:
             self.stats["dropped_busy"] += 1
+            self.last_outcome = "not said: another backchannel is still being spoken"
         elif form is None:
             self.stats["dropped_unknown_form"] += 1
+            self.last_outcome = f"not said: no spoken form for {decision.form!r}"
             if self.stats["dropped_unknown_form"] == 1:
                 self.log.warning(
                     "duplex loop: frame %d: no spoken form for %r (forms: %s); not said. Further "
@@ -260,6 +265,7 @@ class FloorControl:
                 )
         else:
             self.stats["backchannel"] += 1
+            self.last_outcome = "said"
             n = form.n_frames
             for k, lead in enumerate(self._lead):
                 self.schedule[k, lead : lead + n] = form.tokens[k]
@@ -359,3 +365,33 @@ class DuplexControl:
                 except Exception as err:  # noqa: BLE001
                     self.fault(f"on_decision:{type(err).__name__}", b, err)
         return forced
+
+
+# ----------------------------------------------------------------------------- for hosts and examples
+
+
+def policy_forms(spoken: Mapping[str, SpokenForm]) -> dict[str, tuple[str, ...]]:
+    """The ``Policy.forms`` a loop can say: per type, the default forms (``policy.DEFAULT_FORMS``) that have a
+    spoken form; all spoken forms as continuers when none of them is a default form."""
+    from backchannel.lexicon import BC_TYPES
+    from backchannel.policy import DEFAULT_FORMS
+
+    forms = {t: tuple(f for f in DEFAULT_FORMS[t] if f in spoken) for t in BC_TYPES}
+    return forms if any(forms.values()) else {"continuer": tuple(spoken)}
+
+
+def decision_lines(timeline: Sequence[tuple[Decision, str | None]], stats: Mapping[str, int]) -> list[str]:
+    """Console lines for a loop's decisions ``(decision, FloorControl.last_outcome)``: every decision that is
+    not SILENT or has a fault, with what became of each backchannel, then the floor's totals."""
+    lines = []
+    for d, outcome in timeline:
+        if d.action != "SILENT" or d.fault:
+            why = f"  ({outcome})" if d.action == "BACKCHANNEL" and outcome else ""
+            lines.append(f"  frame {d.frame:4d}  {d.time:6.2f} s  {d.action:11s} {d.form or '':8s} {d.fault or ''}{why}")
+    decided = sum(d.action == "BACKCHANNEL" for d, _ in timeline)
+    dropped = {k: v for k, v in stats.items() if k.startswith("dropped") and v}
+    lines.append(f"{decided} BACKCHANNEL decision(s), said {stats.get('backchannel', 0)}"
+                 + (f" (not said: {dropped})" if dropped else "")
+                 + f"; took the turn {stats.get('take_turn', 0)} time(s), yielded {stats.get('yield', 0)}")
+    return lines
+

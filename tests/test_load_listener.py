@@ -159,3 +159,41 @@ def test_non_finite_weights_are_refused_at_load(work, tmp_path):
             load_checkpoint(bad, kind=kind)
     with pytest.raises(CheckpointError, match=r"head_nan\.ckpt: tensor head\.action\.weight"):
         load_listener(tmp_path / "head_nan.ckpt")
+
+
+def test_evaluation_onsets_equal_streaming_replays_on_real_maptask(work, corpora_root, tmp_path):
+    """What ``backchannel evaluate`` scores is what ships: the head's test onsets (backchannels and take-turns)
+    for the dev-tuned policy, loaded back with ``Policy.from_report``, equal a ``StreamingListener`` replay of
+    the same real Map Task rows, frame for frame."""
+    from backchannel.corpora.maptask import read_maptask_dialogue
+    from backchannel.evaluation.data import load_rows
+    from backchannel.evaluation.run import EvalSettings, evaluate_corpus
+    from backchannel.evaluation.tuning import PolicyGrid
+
+    dialogues = [read_maptask_dialogue(corpora_root / "maptask", d).with_split(s)
+                 for d, s in (("q6ec1", "dev"), ("q7ec1", "test"))]
+    build_dataset(dialogues, tmp_path / "mt", corpus="maptask", progress=False)
+    dsd, _ = load_prepared(tmp_path / "mt")
+    dev, test = (load_rows(dsd[s], progress=False) for s in ("dev", "test"))
+    test = [{**r, **{k: r[k][:N_FRAMES] for k in ("va_listener", "va_speaker", "text_listener", "text_speaker",
+                                                   "action", "bc_type")}, "n_frames": N_FRAMES,
+             "prosody": r["prosody"][:0], "prosody_mask": r["prosody_mask"][:0]} for r in test]
+    settings = EvalSettings(grid=PolicyGrid(smoothing=(1, 3), lead=(0.0, 0.16, 0.32)), seeds=(0,))
+    section, extras = evaluate_corpus("maptask", dev, test, predictor=load_predictor(work["head"]),
+                                      systems=["head"], settings=settings, progress=False)
+    ext = extras["head"]
+    report = {"corpora": {"maptask": section}}
+    policy = Policy.from_report(report, "maptask", variant=ext["variant"])
+    assert policy.take_turn is not None and policy == ext["policy"]
+    listener = load_listener(work["head"], policy, deadline_s=NO_DEADLINE)
+    said = taken = 0
+    for i, row in enumerate(test):
+        decisions = run_offline(listener, row)
+        assert not any(d.fault for d in decisions)
+        bc = [d.time for d in decisions if d.action == "BACKCHANNEL"]
+        actions = np.array([d.action == "TAKE_TURN" for d in decisions])
+        tt = [decisions[t].time for t in np.flatnonzero(actions & ~np.r_[False, actions[:-1]])]
+        np.testing.assert_array_equal(bc, ext["onsets"][ext["variant"]][i])
+        np.testing.assert_array_equal(tt, ext["take_turn_onsets"][i])
+        said, taken = said + len(bc), taken + len(tt)
+    assert said > 0 and taken > 0  # both kinds of decision were compared
