@@ -12,7 +12,7 @@ import pytest
 from backchannel.cli import _resolve, build_parser, main, plain
 
 HEAVY = ("torch", "lightning", "pytorch_lightning", "datasets", "transformers", "pipecat", "matplotlib", "sklearn",
-         "scipy", "pandas", "pyarrow", "starlette", "uvicorn")
+         "scipy", "pandas", "pyarrow", "starlette", "uvicorn", "numpy")  # numpy alone is ~0.1 s of start-up
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
