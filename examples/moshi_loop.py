@@ -162,7 +162,7 @@ def main(argv=None) -> None:
 
     head = TimingHead(lm.dim, hidden=args.head_hidden, kind=args.head_kind)
     if args.head is not None:
-        head.load_state_dict(torch.load(args.head, map_location="cpu"))
+        head.load_state_dict(torch.load(args.head, map_location="cpu", weights_only=True))
     elif args.tiny:  # random head, nudged towards BACKCHANNEL so that the short demo says some
         with torch.no_grad():
             head.action.weight.mul_(12.0)  # a random head is nearly constant: spread its outputs

@@ -102,7 +102,7 @@ def main(argv=None) -> None:
 
     head = TimingHead(model.config.hidden_size, hidden=args.head_hidden, kind=args.head_kind)
     if args.head is not None:
-        head.load_state_dict(torch.load(args.head, map_location="cpu"))
+        head.load_state_dict(torch.load(args.head, map_location="cpu", weights_only=True))
     elif args.tiny:  # a random head is nearly constant: spread its outputs so the demo decides something
         with torch.no_grad():
             head.action.weight.mul_(12.0)

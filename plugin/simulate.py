@@ -26,7 +26,6 @@ passed in keeps its own). Times in the outputs are seconds from the start of the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections import Counter
@@ -413,37 +412,6 @@ def plot_simulation(row: Mapping, decisions: Sequence[Decision], policy: Policy,
 
 
 # ---------------------------------------------------------------- command line
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``simulate`` to a top-level argparse ``subparsers`` object (the lead's cli calls this)."""
-    p = subparsers.add_parser("simulate", help="replay a corpus dialogue through the streaming listener as "
-                              "if live: stereo WAV, timeline PNG, decisions JSON")
-    p.add_argument("dataset", metavar="DATASET",
-                   help="a prepared dataset folder, or a corpus name (-> data/NAME)")
-    p.add_argument("--dialogue",
-                   help="dialogue id (default: the test-split listener with the most backchannels)")
-    p.add_argument("--listener", help="the listening speaker's id (default: the dialogue's most active "
-                   "backchanneler)")
-    p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`); default: random weights")
-    p.add_argument("--start", type=float, default=0.0, help="replay from this time (s)")
-    p.add_argument("--seconds", type=float, help="replay this many seconds (default: to the end)")
-    p.add_argument("--out", default="simulations", help="output folder (default: simulations)")
-    p.add_argument("--render", choices=RENDERS, default="tts", help="speech: espeak-ng TTS (tones if "
-                   "unavailable) or tones")
-    p.add_argument("--report", help="take threshold, smoothing, refractory, lead and take-turn level from the "
-                   "dev-tuned settings of this `backchannel evaluate` report.json (overrides --threshold and "
-                   "--smoothing)")
-    p.add_argument("--threshold", type=float, default=0.5, help="backchannel trigger threshold (default 0.5)")
-    p.add_argument("--smoothing", type=int, default=1, help="moving average of the probabilities (frames)")
-    p.add_argument("--cadence", type=float,
-                   help="at most this many backchannels per minute (default: no limit)")
-    p.add_argument("--root", help="corpus folder, for the speaker's real word timing (default: the "
-                   "dataset manifest's source_root)")
-    p.add_argument("--sample-rate", type=int, default=16000, help="WAV sample rate, Hz")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the form choice")
-    p.set_defaults(func=cmd_simulate)
-    return p
-
 
 def source_dialogue(manifest: Mapping, dialogue_id: str,
                     root: str | None = None) -> tuple[Dialogue | None, str]:

@@ -12,11 +12,12 @@ from backchannel.corpora.maptask import load_maptask
 from backchannel.plugin.features import StreamingFeatures
 from backchannel.plugin.listener import StreamingListener, load_listener, run_offline
 from backchannel.train.cli import run
-from backchannel.train.modules import CheckpointError
+from backchannel.train.modules import CheckpointError, load_checkpoint
 from backchannel.train.predict import load_predictor
 from test_listener import NO_DEADLINE, safe_threshold
 from test_train import config, head_args
 
+from backchannel.cli import main as cli_main
 from backchannel.frames import FRAME_S
 from backchannel.policy import Policy
 from backchannel.text import TextTokenizer
@@ -104,6 +105,60 @@ def test_bad_checkpoints_get_clear_errors(work, tmp_path):
         load_listener(foreign)
     with pytest.raises(CheckpointError, match=r"last\.ckpt: is a backbone checkpoint, expected a head checkpoint"):
         load_listener(work["backbone"])
+
+
+class _Payload:
+    """A pickled object whose unpickling creates ``marker`` (what a hostile checkpoint would do)."""
+
+    def __init__(self, marker, how: str):
+        self.marker, self.how = str(marker), how
+
+    def __reduce__(self):
+        if self.how == "system":
+            import os
+
+            return os.system, (f"touch {self.marker}",)
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("how", ["system", "open"])
+@pytest.mark.parametrize("where", ["meta", "state_dict", "whole"])
+def test_a_checkpoint_cannot_run_code(work, tmp_path, capsys, how, where):
+    marker = tmp_path / "pwned"
+    ckpt = torch.load(work["head"], map_location="cpu", weights_only=True)
+    if where == "meta":
+        ckpt["backchannel"]["config"] = _Payload(marker, how)
+    elif where == "state_dict":
+        ckpt["state_dict"]["head.action.bias"] = _Payload(marker, how)
+    else:
+        ckpt = _Payload(marker, how)
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save(ckpt, hostile)
+    refused = r"hostile\.ckpt: refused: it holds a pickled Python object \((posix\.system|io\.open)\)"
+    for load in (load_listener, load_predictor, load_checkpoint):
+        with pytest.raises(CheckpointError, match=refused):
+            load(hostile)
+        assert not marker.exists()
+    # the CLI paths: evaluate, and resuming a training run (one error line, exit 2)
+    assert cli_main(["evaluate", str(work["data"]), "--checkpoint", str(hostile), "--out", str(tmp_path / "ev")]) == 2
+    assert cli_main(["train", "head", "--config", config("tiny_head"), "--ckpt_path", str(hostile)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"error: {hostile}: refused") == 2 and "Traceback" not in err
+    assert not marker.exists()
+
+
+def test_non_finite_weights_are_refused_at_load(work, tmp_path):
+    for kind, src, tensor, value in (("head", work["head"], "head.action.weight", float("nan")),
+                                     ("backbone", work["backbone"], "backbone.features.scale", float("inf"))):
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        assert tensor in ckpt["state_dict"], sorted(ckpt["state_dict"])
+        ckpt["state_dict"][tensor].view(-1)[0] = value
+        bad = tmp_path / f"{kind}_nan.ckpt"
+        torch.save(ckpt, bad)
+        with pytest.raises(CheckpointError, match=rf"{kind}_nan\.ckpt: tensor {tensor} holds 1 non-finite value"):
+            load_checkpoint(bad, kind=kind)
+    with pytest.raises(CheckpointError, match=r"head_nan\.ckpt: tensor head\.action\.weight"):
+        load_listener(tmp_path / "head_nan.ckpt")
 
 
 def test_evaluation_onsets_equal_streaming_replays_on_real_maptask(work, corpora_root, tmp_path):

@@ -135,7 +135,7 @@ def test_resume_continues_the_step_count(work, tmp_path):
                            "--trainer.default_root_dir", str(tmp_path / "resumed"), "--trainer.max_steps", "4"],
               ckpt_path=str(ckpt))
     assert cli.trainer.global_step == 4  # 2 restored + 2 new, not 4 new
-    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 4 and saved["backchannel"]["global_step"] == 4
     assert len(saved["optimizer_states"][0]["state"]) > 0
 
@@ -158,7 +158,7 @@ def test_bad_checkpoints_get_clear_errors(work, head_ckpt, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="is a backbone checkpoint, expected a head checkpoint"):
         load_predictor(work["backbone"])
     # weights that do not fit the recorded config: the head's input dim edited
-    ckpt = torch.load(head_ckpt, weights_only=False)
+    ckpt = torch.load(head_ckpt, weights_only=True)
     ckpt["backchannel"]["head_config"]["input_dim"] = 32
     wrong_dim = tmp_path / "wrong_dim.ckpt"
     torch.save(ckpt, wrong_dim)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
+import re
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -55,17 +57,26 @@ class CheckpointError(ValueError):
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     """Read a checkpoint written by this package and check it.
 
-    Raises :class:`CheckpointError` naming ``path`` when the file is missing, unreadable (truncated,
-    not a PyTorch file), not a backchannel checkpoint, of another ``kind`` than asked, or its weights do
-    not fit its own recorded config (wrong input dimension, wrong backbone size).
+    Only tensors and plain data are unpickled (``torch.load(weights_only=True)``): a file holding any
+    other pickled object is refused unread. Raises :class:`CheckpointError` naming ``path`` when the file
+    is missing, unreadable (truncated, not a PyTorch file), holds such an object, is not a backchannel
+    checkpoint, is of another ``kind`` than asked, has a non-finite weight (naming the tensor), or its
+    weights do not fit its own recorded config (wrong input dimension, wrong backbone size).
     """
     p = Path(path)
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not p.is_file():
         raise CheckpointError(p, "no such checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors and plain data only; a pickled object that could run code is refused
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        hostile = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if hostile:
+            raise CheckpointError(p, f"refused: it holds a pickled Python object ({hostile.group(1)}), not only "
+                                     f"tensors and plain data; loading it could run code") from None
+        raise CheckpointError(p, f"not a readable PyTorch checkpoint (truncated or corrupt?): "
+                                 f"{type(err).__name__}: {err}") from None
     except Exception as err:
         raise CheckpointError(p, f"not a readable PyTorch checkpoint (truncated or corrupt?): "
                                  f"{type(err).__name__}: {err}") from err
@@ -77,6 +88,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
         raise CheckpointError(p, f"is a {meta.get('kind')} checkpoint, expected a {kind} checkpoint")
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(p, "has no state_dict")
+    for name, value in ckpt["state_dict"].items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(p, f"tensor {name} holds {bad} non-finite value(s) (NaN or inf)")
     try:
         build_from_meta(meta, ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:

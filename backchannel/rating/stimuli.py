@@ -382,6 +382,13 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="rendering clips", unit="clip", disable=not enabled)
 
 
+def _plain_file_name(name) -> bool:
+    """A non-empty file name without a folder part (``/``, ``\\``), a leading ``.`` (``..``, hidden
+    files) or a control character (NUL included)."""
+    return (isinstance(name, str) and bool(name) and not name.startswith(".") and "/" not in name
+            and "\\" not in name and not any(ord(ch) < 32 or ord(ch) == 127 for ch in name))
+
+
 def load_study(path: str | Path) -> dict:
     """Read and check a study file: format, unique plain clip ids and file names inside ``clips/``."""
     path = Path(path)
@@ -389,15 +396,20 @@ def load_study(path: str | Path) -> dict:
         study = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise CorpusError(path, f"cannot read study: {err}") from None
-    if study.get("format") != STUDY_FORMAT:
-        raise CorpusError(path, f"not a study file (format {study.get('format')!r}, expected {STUDY_FORMAT})")
+    if not isinstance(study, dict) or study.get("format") != STUDY_FORMAT:
+        fmt = study.get("format") if isinstance(study, dict) else type(study).__name__
+        raise CorpusError(path, f"not a study file (format {fmt!r}, expected {STUDY_FORMAT})")
+    clips = study.get("clips", [])
+    if not isinstance(clips, list) or not all(isinstance(c, dict) for c in clips):
+        raise CorpusError(path, "clips must be a list of objects")
     seen = set()
-    for i, clip in enumerate(study.get("clips", [])):
-        cid, name = str(clip.get("id", "")), str(clip.get("file", ""))
+    for i, clip in enumerate(clips):
+        cid, name = str(clip.get("id", "")), clip.get("file", "")
         if not cid.isalnum() or cid in seen:
             raise CorpusError(path, f"bad or duplicate clip id {cid!r}", f"clips[{i}]")
-        if not name or Path(name).name != name or name.startswith("."):
-            raise CorpusError(path, f"clip file {name!r} must be a plain file name in clips/", f"clips[{i}]")
+        if not _plain_file_name(name):
+            raise CorpusError(path, f"clip file {name!r} of clip {cid} must be a plain file name in clips/ (no "
+                                    f"path separator, no leading '.', no control or NUL character)", f"clips[{i}]")
         seen.add(cid)
     if not seen:
         raise CorpusError(path, "study has no clips")
