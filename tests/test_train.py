@@ -16,7 +16,6 @@ from backchannel.corpora.maptask import load_maptask
 from backchannel.train.cli import main as cli_main
 from backchannel.train.cli import register, run
 from backchannel.train.data import (
-    CachedTokenizer,
     CropSampler,
     RowStore,
     VAPCrops,
@@ -76,8 +75,8 @@ def test_frame_inputs_of_a_hand_built_row():
     assert x["text_ids"][2, 0].tolist() == [tok.word_id("okay"), 0]
     assert x["text_ids"][1].sum() == 0
     assert "text_ids" not in FrameInputs.from_row(row)
-    assert CachedTokenizer().encode_pair(row["text_listener"], row["text_speaker"]).tolist() == \
-        tok.encode_pair(row["text_listener"], row["text_speaker"]).tolist()
+    assert tok.encode_pair(row["text_listener"], row["text_speaker"]).tolist() == \
+        TextTokenizer().encode_pair(row["text_listener"], row["text_speaker"]).tolist()  # memoised: same ids
     with pytest.raises(ValueError, match="n_frames is 4"):
         FrameInputs.from_row({**row, "n_frames": 4})
     compact = FrameInputs.from_row(row, tok, compact=True)  # the training store: absent prosody kept as None
@@ -106,7 +105,7 @@ def test_crop_sampler_is_deterministic_and_in_bounds():
 
 
 def test_vap_crop_targets_match_the_whole_row(work):
-    store = RowStore([work["data"]], "train", CachedTokenizer(), progress=False)
+    store = RowStore([work["data"]], "train", TextTokenizer(), progress=False)
     row = store.rows[0]
     full = vap_targets(row.va_listener, row.va_speaker)
     item = VAPCrops(store)[(0, 100, 200)]
@@ -183,7 +182,7 @@ def test_feature_cache_reuse_and_invalidation(work, tmp_path):
     ds = build_feature_cache(backbone, "timing", "hash-a", work["data"], "dev", tmp_path, progress=False)
     path = Path(ds.cache_files[0]["filename"])
     rows = list(load_prepared(work["data"])[0]["dev"])
-    expect = extract_features(backbone, rows, CachedTokenizer())
+    expect = extract_features(backbone, rows, TextTokenizer())
     got = ds.with_format("numpy")[0]["features"]
     assert ds.features["features"].dtype == "float16" and got.shape == expect[0].shape
     np.testing.assert_allclose(got.astype(np.float32), expect[0], atol=2e-3, rtol=2e-3)

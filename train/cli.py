@@ -30,7 +30,7 @@ def _cli_class(link_text: bool):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
             if link_text:  # the pretraining data's tokenizer follows the backbone config
-                for key in ("use_text", "vocab_size", "text_k"):
+                for key in ("use_text", "vocab_size", "text_k", "text_words"):
                     parser.link_arguments(f"model.{key}", f"data.{key}")
 
         def before_instantiate_classes(self) -> None:

@@ -38,30 +38,13 @@ from tqdm import tqdm
 from backchannel.backbones.timing import IGNORE_INDEX, vap_bin_weights, vap_targets
 from backchannel.frames import FRAME_S
 from backchannel.inputs import FrameInputs, pad_stack
-from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, TextTokenizer
+from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, TextTokenizer, tokenizer_for
 
 VAP_HORIZON = vap_bin_weights().shape[0]  # 25 frames (2 s) of future needed for a VAP target
 CACHE_FORMAT = "backchannel.feature-cache/1"
 
 
 # --------------------------------------------------------------------------- one row
-
-class CachedTokenizer(TextTokenizer):
-    """``TextTokenizer`` that remembers the ids of each per-frame text it has seen (the same few
-    thousand strings recur millions of times in a corpus); same output, several times faster."""
-
-    def __init__(self, vocab_size: int = VOCAB_SIZE, k: int = WORDS_PER_FRAME):
-        super().__init__(vocab_size, k)
-        self._memo: dict[str, list[int]] = {}
-
-    def encode_frame(self, text):
-        if not isinstance(text, str):
-            return super().encode_frame(text)
-        ids = self._memo.get(text)
-        if ids is None:
-            ids = self._memo[text] = super().encode_frame(text)
-        return ids
-
 
 # --------------------------------------------------------------------------- rows in memory
 
@@ -256,14 +239,15 @@ class PretrainDataModule(L.LightningDataModule):
     """VAP pretraining data: random crops of ``crop_seconds`` from the train splits of ``corpora``
     (prepared folders), ``batches_per_epoch`` batches of ``batch_size`` per epoch; validation on
     non-overlapping ``val_chunk_seconds`` chunks of the dev splits (at most ``val_max_chunks`` per
-    corpus). ``use_text=False`` drops the text stream; ``vocab_size``/``text_k`` must match the
-    backbone's (``TextTokenizer``)."""
+    corpus). ``use_text=False`` drops the text stream; ``vocab_size``/``text_k``/``text_words`` must match
+    the backbone's (``TextTokenizer``)."""
 
     def __init__(self, corpora: list[str], crop_seconds: tuple[float, float] = (20.0, 40.0), batch_size: int = 16,
                  batches_per_epoch: int = 500, corpus_weights: dict[str, float] | None = None,
                  val_chunk_seconds: float = 60.0, val_max_chunks: int | None = 200,
                  max_rows: dict[str, int] | None = None, use_text: bool = True, vocab_size: int = VOCAB_SIZE,
-                 text_k: int = WORDS_PER_FRAME, seed: int = 0, num_workers: int = 0, progress: bool = True):
+                 text_k: int = WORDS_PER_FRAME, text_words: str = "all", seed: int = 0, num_workers: int = 0,
+                 progress: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.train_store: RowStore | None = None
@@ -272,7 +256,7 @@ class PretrainDataModule(L.LightningDataModule):
     @property
     def tokenizer(self) -> TextTokenizer | None:
         h = self.hparams
-        return CachedTokenizer(h.vocab_size, h.text_k) if h.use_text else None
+        return TextTokenizer(h.vocab_size, h.text_k, h.text_words) if h.use_text else None
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -376,8 +360,7 @@ def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus
     ds = dsd[split]
     keep = select_rows(len(ds), max_rows, seed, f"{manifest['corpus']}/{split}")
     if tokenizer is None and use_text:
-        cfg = getattr(backbone, "config", None)
-        tokenizer = CachedTokenizer(getattr(cfg, "vocab_size", VOCAB_SIZE), getattr(cfg, "text_k", WORDS_PER_FRAME))
+        tokenizer = tokenizer_for(getattr(backbone, "config", None) or {})
     backbone.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -36,7 +36,7 @@ from backchannel.backbones.timing import (
 from backchannel.evaluation.tuning import PolicyGrid, tune_backchannel
 from backchannel.head import TimingHead, head_loss, inverse_frequency_weights
 from backchannel.metrics import frame_scores, shift_hold_scores
-from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME
+from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, tokenizer_for
 
 from .data import file_sha256
 
@@ -86,6 +86,11 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
                                  f"{CHECKPOINT_FORMAT!r})")
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(p, f"is a {meta.get('kind')} checkpoint, expected a {kind} checkpoint")
+    tokenizer = tokenizer_for(meta.get("backbone_config") or {})
+    if meta.get("text_fingerprint") and tokenizer is not None and meta["text_fingerprint"] != tokenizer.fingerprint:
+        raise CheckpointError(p, f"its backbone read text with vocabulary {meta['text_fingerprint']}; this version of "
+                                 f"the package tokenizes as {tokenizer.fingerprint} (the lexicon or word list changed): "
+                                 "retrain the backbone")
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(p, "has no state_dict")
     for name, value in ckpt["state_dict"].items():
@@ -140,11 +145,13 @@ def checkpoint_meta(module: L.LightningModule, kind: str) -> dict:
                 metrics[k] = float(v)
             except (TypeError, ValueError):
                 continue
+    tokenizer = tokenizer_for(module.backbone_config() or {})
     return {
         "format": CHECKPOINT_FORMAT,
         "kind": kind,
         "backbone": module.backbone_name,
         "backbone_config": module.backbone_config(),
+        "text_fingerprint": tokenizer.fingerprint if tokenizer is not None else None,
         "config": _plain({"model": dict(module.hparams), "data": dict(dm.hparams) if dm is not None else None,
                           "run": getattr(module, "run_config", None)}),
         "manifests": getattr(dm, "manifest_summary", None) or {},
@@ -216,12 +223,13 @@ class VAPPretrainModule(L.LightningModule):
 
     def __init__(self, d_model: int = 128, n_layers: int = 4, n_heads: int = 4, window: int = 256,
                  mlp_ratio: int = 4, use_text: bool = True, dropout: float = 0.1, vocab_size: int = VOCAB_SIZE,
-                 text_k: int = WORDS_PER_FRAME, lr: float = 1e-3, weight_decay: float = 0.05,
+                 text_k: int = WORDS_PER_FRAME, text_words: str = "all", lr: float = 1e-3, weight_decay: float = 0.05,
                  warmup: float = 0.05, schedule: str = "cosine"):
         super().__init__()
         self.save_hyperparameters()
         cfg = TimingConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, window=window, mlp_ratio=mlp_ratio,
-                           vocab_size=vocab_size, text_k=text_k, use_text=use_text, dropout=dropout)
+                           vocab_size=vocab_size, text_k=text_k, use_text=use_text, dropout=dropout,
+                           text_words=text_words)
         self.backbone = TimingBackbone(cfg)
         self.vap = VAPHead(d_model)
         self.run_config = None
@@ -237,11 +245,10 @@ class VAPPretrainModule(L.LightningModule):
         dm = self.trainer.datamodule
         if self.global_step == 0 and dm is not None and getattr(dm, "train_store", None) is not None:
             h = dm.hparams
-            if (h.vocab_size, h.text_k, h.use_text) != (self.hparams.vocab_size, self.hparams.text_k,
-                                                        self.hparams.use_text):
-                raise ValueError(f"data text settings (vocab_size {h.vocab_size}, text_k {h.text_k}, use_text "
-                                 f"{h.use_text}) differ from the model's ({self.hparams.vocab_size}, "
-                                 f"{self.hparams.text_k}, {self.hparams.use_text})")
+            keys = ("vocab_size", "text_k", "use_text", "text_words")
+            if [h[k] for k in keys] != [self.hparams[k] for k in keys]:
+                raise ValueError(f"data text settings {dict((k, h[k]) for k in keys)} differ from the model's "
+                                 f"{dict((k, self.hparams[k]) for k in keys)}")
             stats = dm.train_store.prosody_arrays()
             if stats is not None:
                 self.backbone.features.fit(*stats)

@@ -24,7 +24,9 @@ from tqdm import tqdm
 from backchannel.backbones.timing import vap_zero_shot
 from backchannel.inputs import FrameInputs
 
-from .data import CachedTokenizer, file_sha256
+from backchannel.text import tokenizer_for
+
+from .data import file_sha256
 from .modules import CheckpointError, build_from_meta, load_checkpoint
 
 
@@ -39,8 +41,7 @@ class Predictor:
         mods = build_from_meta(self.meta, checkpoint["state_dict"])
         self.backbone, self.vap, self.head = mods["extractor"], mods["vap"], mods["head"]
         cfg = self.meta.get("backbone_config") or {}
-        self.tokenizer = (CachedTokenizer(cfg["vocab_size"], cfg["text_k"])
-                          if self.meta["backbone"] == "timing" and cfg.get("use_text") else None)
+        self.tokenizer = tokenizer_for(cfg) if self.meta["backbone"] == "timing" else None
         self.sha256 = file_sha256(self.path)
         self.threads = threads
 

@@ -92,6 +92,7 @@ class TimingConfig:
     text_k: int = WORDS_PER_FRAME
     use_text: bool = True
     dropout: float = 0.0
+    text_words: str = "all"  # text.TextTokenizer's vocabulary: "all" words or "function" words only
 
 
 def alibi_slopes(n_heads: int) -> Tensor:
