@@ -12,7 +12,7 @@ ACTIONS = ("SILENT", "BACKCHANNEL", "TAKE_TURN")
 SILENT, BACKCHANNEL, TAKE_TURN = 0, 1, 2
 IGNORE = -1  # frame action with no target: left out of the action loss and of frame metrics
 
-BC_KINDS = ("isolated", "turn_initial", "other")  # BackchannelEvent.kind (rule: mining.backchannel_kind)
+BC_KINDS = ("isolated", "turn_initial", "other")  # BackchannelEvent.kind (rule: mining.backchannel_kinds)
 BC_DEFINITIONS = ("isolated", "all")  # which candidates label BACKCHANNEL frames
 NON_ISOLATED = ("turn_or_mask", "silent")  # what the other candidates label under "isolated"
 
@@ -85,7 +85,7 @@ class BackchannelEvent:
     rule also accepts it; ``in_overlap``: the floor party is speaking at the onset;
     ``since_speaker_end``: onset minus the end of the floor party's last speech before the onset
     (negative never; 0.0 when in overlap; NaN when the floor party has not spoken yet); ``kind``: one
-    of ``BC_KINDS`` (``mining.backchannel_kind``): ``"isolated"`` (Ruede et al. 2017), else
+    of ``BC_KINDS`` (``mining.backchannel_kinds``): ``"isolated"`` (Ruede et al. 2017), else
     ``"turn_initial"`` (the listener takes the turn right after it) or ``"other"``. ``bc_type`` is
     ``lexicon.ECHO`` for a tagged repeat with no lexicon word ("south"): kept for timing, no type.
     """

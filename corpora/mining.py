@@ -23,7 +23,7 @@ object (None: the defaults). Exact rules (defaults in brackets):
   ``lexicon.is_lexical_backchannel`` accepts its words.
   ``in_overlap``: the floor party is voiced at the onset (word level, no pause bridging).
   Its ``bc_type`` is ``lexicon.backchannel_type`` of its words (``ECHO`` when no lexicon word).
-* **Isolated** backchannel (Ruede et al. 2017), ``backchannel_kind``: a candidate for which all three
+* **Isolated** backchannel (Ruede et al. 2017), ``backchannel_kinds``: a candidate for which all three
   hold: (1) the listener has no speech in the ``isolation_before`` [1.0 s] before its onset (the
   listener's previous speech ends at least that long before; no earlier speech counts as silence);
   (2) none in the ``isolation_after`` [1.0 s] after its offset (the end of the dialogue counts as
@@ -188,46 +188,45 @@ def _mine_candidates(listener: Channel, floor_merged: np.ndarray, cfg: LabelSett
     return cands, counts
 
 
-def backchannel_kind(onset: float, offset: float, since_speaker_end: float, listener_speech: np.ndarray,
-                     next_turn_onset: float, settings: LabelSettings | None = None) -> str:
-    """``"isolated"``, ``"turn_initial"`` or ``"other"`` for a candidate ``[onset, offset]`` (seconds).
+def backchannel_kinds(onsets, offsets, since_speaker_end, listener_speech: np.ndarray, next_turn_onsets,
+                      settings: LabelSettings | dict | None = None) -> list[str]:
+    """``"isolated"``, ``"turn_initial"`` or ``"other"`` for each candidate ``[onset, offset]`` (seconds).
 
     ``since_speaker_end``: as ``BackchannelEvent`` (0 in overlap, NaN when the floor party has not
     spoken); ``listener_speech``: the listener's merged speech spans ``[k, 2]`` (``merge_spans``),
-    the candidate's own included; ``next_turn_onset``: the listener's first take-turn onset at or
-    after ``onset`` (``inf`` when none). Rule: module docstring.
+    the candidates' own included; ``next_turn_onsets``: the listener's first take-turn onset at or
+    after each onset (``inf`` when none). Rule: module docstring.
     """
     cfg = LabelSettings.of(settings)
-    starts, ends = listener_speech[:, 0], listener_speech[:, 1]
-    k = int(np.searchsorted(starts, onset - EPS, side="left")) - 1  # last span starting before the onset
-    prev_end = float(ends[k]) if k >= 0 else -math.inf
-    m = int(np.searchsorted(ends, offset + EPS, side="right"))  # first span ending after the offset
-    next_start = float(starts[m]) if m < len(starts) else math.inf
-    quiet_before = onset - prev_end >= cfg.isolation_before - EPS
-    quiet_after = next_start - offset >= cfg.isolation_after - EPS
-    floor_near = since_speaker_end <= cfg.floor_within + EPS  # False for NaN
-    if quiet_before and quiet_after and floor_near:
-        return "isolated"
-    if next_turn_onset - offset < cfg.isolation_after - EPS:
-        return "turn_initial"
-    return "other"
+    on, off = np.asarray(onsets, dtype=np.float64), np.asarray(offsets, dtype=np.float64)
+    since, next_turn = np.asarray(since_speaker_end, dtype=np.float64), np.asarray(next_turn_onsets, np.float64)
+    starts = np.append(listener_speech[:, 0], math.inf)
+    ends = np.append(-math.inf, listener_speech[:, 1])
+    prev_end = ends[np.searchsorted(listener_speech[:, 0], on - EPS, side="left")]  # last span starting before
+    next_start = starts[np.searchsorted(listener_speech[:, 1], off + EPS, side="right")]  # first ending after
+    isolated = ((on - prev_end >= cfg.isolation_before - EPS) & (next_start - off >= cfg.isolation_after - EPS)
+                & (since <= cfg.floor_within + EPS))  # NaN: the floor party has not spoken, False
+    turn_initial = ~isolated & (next_turn - off < cfg.isolation_after - EPS)
+    return np.where(isolated, "isolated", np.where(turn_initial, "turn_initial", "other")).tolist()
 
 
 def _backchannel_events(listener: str, cands: list[_Candidate], l_merged: np.ndarray, f_merged: np.ndarray,
                         turns: list[TurnEvent], cfg: LabelSettings) -> list[BackchannelEvent]:
-    """Candidates as events: overlap, time since the floor party's speech, and kind (``backchannel_kind``)."""
-    turn_on = np.sort(np.array([t.onset for t in turns], dtype=np.float64))
-    events = []
-    for c in cands:
-        in_overlap, last_end = _speaking_at(f_merged, c.onset)
-        since = 0.0 if in_overlap else max(c.onset - last_end, 0.0) if not math.isnan(last_end) else math.nan
-        j = int(np.searchsorted(turn_on, c.onset - EPS, side="left"))
-        next_turn = float(turn_on[j]) if j < len(turn_on) else math.inf
-        events.append(BackchannelEvent(
-            listener=listener, onset=c.onset, offset=c.offset, form=c.form, bc_type=c.bc_type, source=c.source,
-            lexical=c.lexical, in_overlap=in_overlap, since_speaker_end=float(since),
-            kind=backchannel_kind(c.onset, c.offset, since, l_merged, next_turn, cfg)))
-    return events
+    """Candidates as events: overlap, time since the floor party's speech, and kind (``backchannel_kinds``)."""
+    if not cands:
+        return []
+    on = np.array([c.onset for c in cands])
+    k = np.searchsorted(f_merged[:, 0], on, side="right") - 1  # last floor span started by the onset
+    last_end = np.where(k >= 0, np.append(f_merged[:, 1], math.nan)[k], math.nan)
+    in_overlap = last_end > on + EPS
+    since = np.where(in_overlap, 0.0, np.maximum(on - last_end, 0.0))  # NaN where the floor has not spoken
+    turn_on = np.append(np.sort(np.array([t.onset for t in turns], dtype=np.float64)), math.inf)
+    next_turn = turn_on[np.searchsorted(turn_on, on - EPS, side="left")]
+    kinds = backchannel_kinds(on, [c.offset for c in cands], since, l_merged, next_turn, cfg)
+    return [BackchannelEvent(listener=listener, onset=c.onset, offset=c.offset, form=c.form, bc_type=c.bc_type,
+                             source=c.source, lexical=c.lexical, in_overlap=bool(o), since_speaker_end=float(x),
+                             kind=kind)
+            for c, o, x, kind in zip(cands, in_overlap, since, kinds)]
 
 
 def mine_backchannels(listener: Channel, floor: Channel,

@@ -9,7 +9,7 @@ import pytest
 from backchannel.corpora.dialogue import Channel, Dialogue, Utterance, Word
 from backchannel.corpora.events import BackchannelEvent, LabelSettings, Pause, TurnEvent
 from backchannel.corpora.mining import (
-    backchannel_kind,
+    backchannel_kinds,
     count_backchannel_sources,
     ipus,
     merge_spans,
@@ -262,13 +262,17 @@ def test_mid_turn_candidate_is_other():
     assert kind_of_mhm(d) == "other"
 
 
-def test_backchannel_kind_rule_directly():
+def test_backchannel_kinds_rule_directly():
     speech = merge_spans(np.array([[2.0, 3.0], [5.0, 5.4], [6.4, 7.0]]))  # the candidate is 5.0-5.4
-    assert backchannel_kind(5.0, 5.4, 0.3, speech, math.inf) == "isolated"  # 2.0 s before, 1.0 s after
-    assert backchannel_kind(5.0, 5.4, 1.6, speech, math.inf) == "other"  # floor too long ago
-    assert backchannel_kind(5.0, 5.4, math.nan, speech, 6.3) == "turn_initial"  # floor never spoke
-    assert backchannel_kind(5.0, 5.4, 0.3, speech, 6.4, {"isolation_after": 1.01}) == "turn_initial"
-    assert backchannel_kind(5.0, 5.4, 0.3, speech, 6.41, {"isolation_after": 1.01}) == "other"
+    on, off = [5.0] * 5, [5.4] * 5
+    since = [0.3, 1.6, math.nan, 0.3, 0.3]  # floor: near, too long ago, never spoke, near, near
+    nxt = [math.inf, math.inf, 6.3, 6.4, 6.41]
+    # silences: 2.0 s before, exactly 1.0 s after (6.4 - 5.4)
+    assert backchannel_kinds(on, off, since, speech, nxt) == ["isolated", "other", "turn_initial", "isolated",
+                                                               "isolated"]
+    assert backchannel_kinds(on, off, since, speech, nxt, {"isolation_after": 1.01}) == \
+        ["other", "other", "turn_initial", "turn_initial", "other"]  # 6.41 - 5.4 = 1.01: not < 1.01
+    assert backchannel_kinds([], [], [], speech, []) == []
     with pytest.raises(ValueError, match="floor_within"):
         LabelSettings(floor_within=-1.0)
     with pytest.raises(ValueError, match="bc_definition"):
