@@ -122,10 +122,11 @@ def _print_summary(name: str, out: Path, manifest: dict) -> None:
 
 
 def cmd_stats(args) -> int:
+    from tqdm import tqdm
+
     from backchannel.corpora.mining import mine_dialogue
     from backchannel.corpora.recipes import load_corpus
     from backchannel.corpora.stats import compare_to_human_reference, corpus_stats, write_stats_report
-    from tqdm import tqdm
 
     name = _resolve_corpora([args.corpus] if args.corpus else [], args.root)[0]
     settings = _label_settings(args)

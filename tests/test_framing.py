@@ -45,9 +45,26 @@ def test_ignore_onsets_label_minus_one_and_lose_ties():
     # an IGNORE onset at 1.0 masks frames 6..11; a BACKCHANNEL onset at 1.2 keeps 12..14
     action, event = label_frames({IGNORE: [1.0], BACKCHANNEL: [1.2]}, 20, 0.5)
     assert frames_of(action, IGNORE) == list(range(6, 12)) and frames_of(action, BACKCHANNEL) == [12, 13, 14]
+    assert (event[6:15] == 0).all() and (event[:6] == -1).all()
     # at equal onsets any action wins over IGNORE
     action, _ = label_frames({IGNORE: [1.0], BACKCHANNEL: [1.0]}, 20, 0.5)
     assert frames_of(action, BACKCHANNEL) == list(range(6, 12)) and not (action == IGNORE).any()
+
+
+def test_action_onsets_rule():
+    from backchannel.corpora.events import BackchannelEvent, TurnEvent
+
+    def b(onset, kind):
+        return BackchannelEvent("B", onset, onset + 0.3, "mhm", "continuer", "lexicon", True, False, 0.2, kind)
+
+    bcs = [b(1.0, "isolated"), b(2.0, "turn_initial"), b(3.0, "other"), b(4.0, "isolated")]
+    turns = [TurnEvent("B", 5.0, "shift", 0.3), TurnEvent("B", 2.6, "shift", 0.3)]
+    assert action_onsets(bcs, turns, LabelSettings(bc_definition="all")) == \
+        ({BACKCHANNEL: [1.0, 2.0, 3.0, 4.0], TAKE_TURN: [2.6, 5.0]}, [0, 1, 2, 3])
+    assert action_onsets(bcs, turns) == \
+        ({BACKCHANNEL: [1.0, 4.0], TAKE_TURN: [2.0, 2.6, 5.0], IGNORE: [3.0]}, [0, 3])
+    assert action_onsets(bcs, turns, {"non_isolated": "silent"}) == ({BACKCHANNEL: [1.0, 4.0], TAKE_TURN: [2.6, 5.0]},
+                                                                     [0, 3])
 
 
 # The isolation cases of test_mining: B's "mhm" at 10.0 labels frames tf(9.5)=118 .. tf(10.0)-1=124.

@@ -207,10 +207,12 @@ def isolation_case(*, before=None, after=None, floor_end=9.8) -> Dialogue:
     b_utts = [utt(MHM)]
     if before is not None:
         end = round(10.0 - before, 6)
-        b_utts.insert(0, utt(*[(w, end - 1.5 + 0.3 * i, end - 1.2 + 0.3 * i) for i, w in enumerate("i see the lake now".split())]))
+        words = ["i", "see", "the", "lake", "now"]
+        b_utts.insert(0, utt(*[(w, end - 1.5 + 0.3 * i, end - 1.2 + 0.3 * i) for i, w in enumerate(words)]))
     if after is not None:
         start = round(10.3 + after, 6)
-        b_utts.append(utt(*[(w, start + 0.2 * i, start + 0.2 * (i + 1)) for i, w in enumerate("and then where is it".split())]))
+        words = ["and", "then", "where", "is", "it"]
+        b_utts.append(utt(*[(w, start + 0.2 * i, start + 0.2 * (i + 1)) for i, w in enumerate(words)]))
     return Dialogue("iso", "hand", {"A": a, "B": Channel("B", b_utts)}, 15.0)
 
 
