@@ -52,8 +52,8 @@ object (None: the defaults). Exact rules (defaults in brackets):
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
@@ -132,15 +132,8 @@ def _span(u: Utterance) -> tuple[float, float]:
     return u.start, u.end
 
 
-class _Candidate(NamedTuple):
-    """A backchannel before its kind is known (that needs the listener's take-turns)."""
-
-    onset: float
-    offset: float
-    form: str
-    bc_type: str
-    source: str
-    lexical: bool
+# A backchannel before its kind is known (that needs the listener's take-turns); fields as BackchannelEvent.
+_Candidate = namedtuple("_Candidate", "onset offset form bc_type source lexical")
 
 
 def _candidates(listener: Channel, floor_merged: np.ndarray, cfg: LabelSettings):
