@@ -8,14 +8,34 @@ import numpy as np
 from backchannel.frames import FRAME_S
 from backchannel.lexicon import BC_TYPES
 
+from .errors import CorpusError
+
+
+def _dataset_folder(dsd) -> str:
+    """The folder a loaded ``DatasetDict`` was read from (for error messages)."""
+    for split in dsd.values():
+        if split.cache_files:
+            return str(Path(split.cache_files[0]["filename"]).parent.parent)
+    return "dataset"
+
 
 def _pick_row(dsd, dialogue: str | None, listener: str | None) -> dict:
-    for split in ("test", "dev", "train"):
-        ds = dsd[split]
-        for i, (d, l) in enumerate(zip(ds["dialogue"], ds["listener"])):
-            if (dialogue is None or d == dialogue) and (listener is None or l == listener):
-                return ds[i]
-    raise KeyError(f"no row for dialogue={dialogue!r} listener={listener!r}")
+    """``plugin.simulate.pick_row``: the matching row (most backchannels first); ``CorpusError`` if none."""
+    from backchannel.plugin.simulate import pick_row
+
+    return pick_row(dsd, _dataset_folder(dsd), dialogue, listener)
+
+
+def timeline_window(n_frames: int, start: float, seconds: float, where: str | Path = "dataset"):
+    """``(start, end, duration)`` seconds of a timeline window on a row of ``n_frames``, the end clipped to
+    the row; ``CorpusError`` naming ``where`` for a window outside it."""
+    duration = n_frames * FRAME_S
+    if not seconds > 0:
+        raise CorpusError(where, f"--seconds must be > 0, got {seconds}")
+    if not 0 <= start < duration:
+        raise CorpusError(where, f"--start {start} s is past the end of the row ({duration:.1f} s)"
+                          if start >= duration else f"--start must be >= 0, got {start}")
+    return start, min(start + seconds, duration), duration
 
 
 def describe(dsd, manifest: dict, dialogue: str | None = None, listener: str | None = None) -> str:
@@ -49,9 +69,10 @@ def plot_timeline(dsd, dialogue: str | None, listener: str | None, out: str | Pa
     import matplotlib.pyplot as plt
 
     row = _pick_row(dsd, dialogue, listener)
-    f0, f1 = int(start / FRAME_S), int((start + seconds) / FRAME_S)
+    start, end, duration = timeline_window(row["n_frames"], start, seconds, _dataset_folder(dsd))
+    f0, f1 = int(start / FRAME_S), int(np.ceil(end / FRAME_S))
     t = np.arange(row["n_frames"])[f0:f1] * FRAME_S
-    fig, axes = plt.subplots(3, 1, figsize=(14, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
+    fig, axes = plt.subplots(3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
     axes[0].fill_between(t, 0, np.asarray(row["va_speaker"])[f0:f1], step="post", color="tab:blue", alpha=0.7)
     axes[0].set_ylabel(f"floor\n{row['floor']}")
     axes[1].fill_between(t, 0, np.asarray(row["va_listener"])[f0:f1], step="post", color="tab:orange", alpha=0.7)
