@@ -223,3 +223,27 @@ def test_speaker_filters_and_little_speech(tmp_path, capsys):
     assert main(argv + ["--overwrite", "--speakers", "^stu"]) == 0
     dsd = load_prepared(tmp_path / "out" / "stm")[0]
     assert [r["listener"] for s in dsd for r in dsd[s]] == ["student"]
+
+
+def test_timeline_says_its_window_and_its_legend_covers_no_data():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from backchannel.corpora.inspect import timeline_figure
+
+    n = 4000  # 320 s
+    row = {"corpus": "hand", "dialogue": "d1", "listener": "f", "floor": "g", "n_frames": n,
+           "va_speaker": np.ones(n), "va_listener": np.ones(n), "action": np.ones(n, dtype=np.int8),
+           "bc_onsets": [12.0], "bc_forms": ["mhm"], "bc_types": ["continuer"], "shift_onsets": [30.0],
+           "interruption_onsets": []}
+    fig = timeline_figure(row, start=10, seconds=50)
+    fig.canvas.draw()
+    assert "10-60 s of 320 s" in fig._suptitle.get_text()
+    renderer = fig.canvas.get_renderer()
+    legends = fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
+    assert legends
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(a.get_window_extent(renderer)) for a in fig.axes)
+    assert fig.axes[-1].get_xlim() == (10, 60)
+    plt.close(fig)
