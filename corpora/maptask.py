@@ -66,6 +66,8 @@ def _parse(path: Path) -> ET.Element:
         return ET.parse(path).getroot()
     except ET.ParseError as err:
         raise CorpusError(path, f"malformed XML: {err}", f"line {err.position[0]}") from None
+    except (LookupError, ValueError) as err:  # an unknown or wrong encoding in the XML declaration
+        raise CorpusError(path, f"malformed XML: {type(err).__name__}: {err}") from None
 
 
 def _time(path: Path, el: ET.Element, attr: str) -> float:
