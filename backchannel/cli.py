@@ -2,7 +2,7 @@
 
     backchannel corpus prepare [maptask mrda | demo | textgrid ...] [--root PATH] [--out data]
     backchannel corpus stats CORPUS [--root PATH] [--out docs/stats/CORPUS]
-    backchannel corpus inspect maptask [--dialogue q7ec1 --listener f] [--plot timeline.png]
+    backchannel corpus inspect maptask [--dialogue q7ec1 --listener f] [--plot runs/timeline.png]
     backchannel corpus download maptask|mrda DEST
 """
 from __future__ import annotations
