@@ -14,7 +14,6 @@ from pathlib import Path
 
 from backchannel import __version__
 
-
 MAX_LISTED = 12  # names listed in one summary line
 
 

@@ -44,7 +44,7 @@ from scipy.signal import resample_poly
 
 from backchannel.frames import FRAME_HZ, FRAME_S, interval_activity, num_frames
 
-from .dialogue import Channel, ChannelAudio, Dialogue
+from .dialogue import ChannelAudio, Dialogue
 from .errors import CorpusError
 
 ANALYSIS_SR = 16000  # Hz: every signal is analysed at this rate

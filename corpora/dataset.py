@@ -37,6 +37,7 @@ from datasets import (
 from datasets.arrow_writer import ArrowWriter
 from datasets.table import InMemoryTable
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
 from backchannel.frames import FRAME_S
 from backchannel.progress import progress as progress_bar
 

@@ -124,4 +124,4 @@ def timeline_figure(row: dict, start: float = 0.0, seconds: float = 60.0, where:
     return fig
 
 
-__all__ = ["describe", "plot_timeline", "timeline_figure", "timeline_window", "BC_TYPES"]
+__all__ = ["BC_TYPES", "describe", "plot_timeline", "timeline_figure", "timeline_window"]

@@ -288,8 +288,8 @@ def test_guessed_mapping_is_sorted_labels_and_said(tmp_path):
     notes = []
     out = attach_audio(d, stereo=wav, log=notes.append)
     assert (out.channels["amy"].audio.channel, out.channels["zed"].audio.channel) == (0, 1)
-    assert notes == ["rec.wav: channel 0 = amy, channel 1 = zed (guessed: sorted speaker labels; "
-                     "give the mapping with --channel-map if this is wrong)"]
+    assert notes == [("rec.wav: channel 0 = amy, channel 1 = zed (guessed: sorted speaker labels; "
+                      "give the mapping with --channel-map if this is wrong)")]
 
 
 def test_guessed_mapping_that_looks_swapped_is_refused(tmp_path):

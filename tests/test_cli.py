@@ -228,7 +228,6 @@ def test_speaker_filters_and_little_speech(tmp_path, capsys):
 def test_timeline_says_its_window_and_its_legend_covers_no_data():
     import matplotlib.pyplot as plt
     import numpy as np
-
     from backchannel.corpora.inspect import timeline_figure
 
     n = 4000  # 320 s

@@ -13,18 +13,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from backchannel.corpora.errors import CorpusError
 from backchannel.corpora.maptask import read_maptask_dialogue
 from backchannel.corpora.mrda import read_mrda_meeting
 from backchannel.corpora.stm import read_rttm, read_stm
 from backchannel.corpora.switchboard import read_switchboard
 from backchannel.corpora.textgrid import read_textgrid
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-EXAMPLES = int(os.environ.get("BACKCHANNEL_FUZZ_EXAMPLES", 150))
+EXAMPLES = int(os.environ.get("BACKCHANNEL_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 _FIELD = re.compile(rb"[^\s,|+<>=\"/]+")  # a field: what lies between separators of any of the formats

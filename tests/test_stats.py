@@ -160,7 +160,6 @@ def _extent(artist, fig):
 
 def test_figure_titles_are_not_clipped(corpus):
     import matplotlib.pyplot as plt
-
     from backchannel.corpora.stats import stats_figure
 
     st = corpus_stats(*corpus)

@@ -134,7 +134,7 @@ def test_stm_speaker_on_two_channels_states_no_mapping(tmp_path):
 
 
 def test_rttm_channel_field(rttm, tmp_path):
-    meeting, call = read_rttm(rttm)  # every line says channel 1: no mapping
+    meeting, _ = read_rttm(rttm)  # every line says channel 1: no mapping
     assert all(c.audio_channel is None for c in meeting.channels.values())
     f = tmp_path / "c.rttm"
     f.write_text("SPEAKER rec 2 0.0 1.0 <NA> <NA> x <NA> <NA>\nSPEAKER rec 1 1.0 1.0 <NA> <NA> y <NA> <NA>\n")
