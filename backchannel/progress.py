@@ -11,12 +11,14 @@ class _Lines:
     """A text stream that turns tqdm's carriage-return redraws into whole lines (for logs and pipes)."""
 
     def __init__(self, stream):
-        self.stream = stream
+        self.stream, self.last = stream, None
 
     def write(self, text: str) -> int:
         for part in text.replace("\r", "\n").split("\n"):
-            if part.strip():
-                self.stream.write(part.rstrip() + "\n")
+            line = part.rstrip()
+            if line.strip() and line != self.last:  # tqdm redraws the final state on close
+                self.stream.write(line + "\n")
+                self.last = line
         return len(text)
 
     def flush(self) -> None:
