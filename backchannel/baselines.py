@@ -1,9 +1,9 @@
 """Classic baselines for backchannel timing (DESIGN.md, "Evaluation protocol", item 5).
 
-All work on one listener's per-frame arrays on the 80 ms clock (``backchannel.frames``) and return
-predicted backchannel onsets in seconds; the rules also return a per-frame score (their firing
-condition, 0/1) so that frame-level AUPRC can be computed for them. All rules are causal: the
-decision for frame ``t`` uses frames ``<= t`` only and is taken at the frame's end ``0.08 (t + 1)`` s.
+All work on one listener's per-frame arrays on the 80 ms clock (``backchannel.frames``). The rules
+return a per-frame 0/1 score whose rising edges are their decisions; :func:`rule_policy` turns it into
+onsets through the one decision core (``backchannel.policy.Policy``), with the rule's cooldown as the
+refractory time. All rules are causal: the score of frame ``t`` uses frames ``<= t`` only.
 
 - ``random_onsets``: the true count at random times (Ruede et al. 2017's random baseline).
 - ``pause_gate``: the rule of voice-agent plugins (speaker pauses 200 ms after >= 0.7 s of speech).
@@ -16,25 +16,38 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from backchannel.frames import FRAME_S, frame_end, frame_start, time_to_frame
+from backchannel.frames import FRAME_S, frame_start, time_to_frame
 from backchannel.lexicon import normalize_word
+from backchannel.policy import Policy
 
 _EPS = 1e-9
 N_ACTIONS = 3  # SILENT, BACKCHANNEL, TAKE_TURN (backchannel.corpora.events.ACTIONS)
 
 
-class Prediction(NamedTuple):
-    """A baseline's output: ``onsets`` in seconds; ``scores`` per frame (or None)."""
+#: Cooldown of the pause gate (s) and refractory time of Ward & Tsukahara's rule (s).
+PAUSE_GATE_COOLDOWN, WT_REFRACTORY = 2.5, 0.8
 
-    onsets: np.ndarray
-    scores: np.ndarray | None
+
+def rule_policy(refractory: float) -> Policy:
+    """The policy that speaks at every rising edge of a rule's 0/1 score, ``refractory`` s apart at least."""
+    return Policy(on=0.5, refractory=refractory, take_turn=None)
+
+
+def as_probs(scores) -> np.ndarray:
+    """A rule's per-frame 0/1 score as action probabilities ``[n, 3]`` (SILENT, BACKCHANNEL, 0)."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    return np.column_stack([1.0 - s, s, np.zeros_like(s)])
+
+
+def rule_onsets(scores, refractory: float) -> np.ndarray:
+    """Onsets (seconds) a rule's score gives through :func:`rule_policy`."""
+    return rule_policy(refractory).run(as_probs(scores)).backchannel_onsets
 
 
 def _frames(seconds: float) -> int:
@@ -60,22 +73,20 @@ def random_onsets(n: int, duration: float, rng=None, min_gap: float = 0.8) -> np
     return np.sort(rng.uniform(0.0, slack, n)) + np.arange(n) * min_gap
 
 
-def pause_gate(va_speaker, pause: float = 0.2, min_speech: float = 0.7, cooldown: float = 2.5,
-               threshold: float = 0.5) -> Prediction:
+def pause_gate(va_speaker, pause: float = 0.2, min_speech: float = 0.7, threshold: float = 0.5) -> np.ndarray:
     """The voice-agent plugin rule: backchannel when the speaker pauses ``pause`` s after at least
-    ``min_speech`` s of speech, then nothing for ``cooldown`` s. Causal.
+    ``min_speech`` s of speech (then nothing for ``PAUSE_GATE_COOLDOWN`` s: the refractory time of
+    :func:`rule_policy`). Causal. Returns the per-frame 0/1 score.
 
     A frame is voiced when ``va_speaker >= threshold``. Speech is the count of voiced frames (x 0.08
     s) since the speaker's last silence of at least ``pause`` s. A silence "reaches" ``pause`` at the
     ``ceil(pause / 0.08)``-th consecutive unvoiced frame ``t`` (3 frames for 200 ms); if enough
-    speech preceded it, the rule fires at ``0.08 (t + 1)`` s unless that is within ``cooldown`` s of
-    its previous firing. Either way the speech count restarts. ``scores``: 1 on the frames of a
-    qualifying pause from that frame until the speaker resumes (cooldown ignored), else 0.
+    speech preceded it, the score is 1 from that frame until the speaker resumes (its rising edge is
+    the decision, spoken at ``0.08 (t + 1)`` s). Either way the speech count restarts.
     """
     voiced = np.asarray(va_speaker, dtype=np.float64).reshape(-1) >= threshold
     need = _frames(pause)
     scores = np.zeros(len(voiced), dtype=np.float32)
-    onsets: list[float] = []
     speech = silent = 0
     gate_open = False
     for t, v in enumerate(voiced):
@@ -86,11 +97,8 @@ def pause_gate(va_speaker, pause: float = 0.2, min_speech: float = 0.7, cooldown
         if silent == need:
             gate_open = speech * FRAME_S >= min_speech - _EPS
             speech = 0
-            time = float(frame_end(t))
-            if gate_open and (not onsets or time - onsets[-1] >= cooldown - _EPS):
-                onsets.append(time)
         scores[t] = gate_open
-    return Prediction(np.asarray(onsets), scores)
+    return scores
 
 
 def has_prosody(prosody_mask) -> bool:
@@ -111,30 +119,31 @@ def low_pitch_frames(f0, valid, percentile: float = 26.0) -> np.ndarray:
 
 def ward_tsukahara(prosody, mask, va_speaker, va_listener, *, f0_col: int = 0, low_pitch_col: int | None = None,
                    percentile: float = 26.0, min_low: float = 0.11, min_speech: float = 0.7, wait: float = 0.7,
-                   refractory: float = 0.8, pause: float = 0.2, threshold: float = 0.5) -> Prediction:
+                   pause: float = 0.2, threshold: float = 0.5) -> np.ndarray | None:
     """Ward & Tsukahara (2000)'s rule: backchannel ``wait`` (700 ms) after the start of a region of
     low pitch (below the speaker's 26th percentile) lasting at least ``min_low`` (110 ms), coming
     after at least ``min_speech`` (700 ms) of speech, with the listener not speaking, and no
-    backchannel of the rule's own in the preceding ``refractory`` (800 ms).
+    backchannel of the rule's own in the preceding 800 ms (``WT_REFRACTORY``, the refractory time of
+    :func:`rule_policy`). Returns the per-frame 0/1 score, or None without prosody.
 
     ``prosody`` [n, k] with ``mask`` [n] or [n, k] (False = no prosody for that frame): the
     speaker's F0 is column ``f0_col`` (NaN where unvoiced), or pass ``low_pitch_col`` to use a
     precomputed 0/1 flag instead. Frame version: a low region needs ``ceil(0.11/0.08) = 2``
     consecutive low frames; it is detected at the end of its 2nd frame (where the listener must be
     silent, ``va_listener < threshold``); speech = voiced speaker frames (``va_speaker >= threshold``)
-    before the region since the speaker's last silence of ``pause`` s; the onset is the region's
-    first frame start + ``wait`` (still causal: decided 160 ms in, spoken at 700 ms); onsets past
-    the stream's end are dropped; one onset at most per region. ``scores``: 1 from the detection
-    frame up to the onset's frame for every qualifying region (refractory ignored).
+    before the region since the speaker's last silence of ``pause`` s. The score is 1 on the frame
+    holding the region's first frame start + ``wait`` (causal: decided 160 ms into the region, spoken
+    at the end of that frame, so up to 80 ms after the 700 ms); one onset at most per region; regions
+    whose onset frame lies past the stream's end give nothing.
 
-    Without prosody (``has_prosody(mask)`` False) returns no onsets and ``scores=None``: the rule
-    does not apply there and the report must say so rather than count it as silent.
+    Without prosody (``has_prosody(mask)`` False) returns None: the rule does not apply there and the
+    report must say so rather than count it as silent.
     """
     va_s = np.asarray(va_speaker, dtype=np.float64).reshape(-1)
     va_l = np.asarray(va_listener, dtype=np.float64).reshape(-1)
     n = len(va_s)
     if prosody is None or not has_prosody(mask):
-        return Prediction(np.zeros(0), None)
+        return None
     prosody = np.asarray(prosody, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
     if prosody.ndim == 1:
@@ -152,7 +161,6 @@ def ward_tsukahara(prosody, mask, va_speaker, va_listener, *, f0_col: int = 0, l
     voiced, listener = va_s >= threshold, va_l >= threshold
     need_low, need_pause = _frames(min_low), _frames(pause)
     scores = np.zeros(n, dtype=np.float32)
-    onsets: list[float] = []
     speech = silent = run = run_start = speech_before = 0
     for t in range(n):
         if low[t]:
@@ -168,13 +176,10 @@ def ward_tsukahara(prosody, mask, va_speaker, va_listener, *, f0_col: int = 0, l
             if silent >= need_pause:
                 speech = 0
         if run == need_low and speech_before * FRAME_S >= min_speech - _EPS and not listener[t]:
-            onset = float(frame_start(run_start)) + wait
-            if onset >= n * FRAME_S - _EPS:
-                continue
-            scores[t : time_to_frame(onset)] = 1.0
-            if not onsets or onset - onsets[-1] >= refractory - _EPS:
-                onsets.append(onset)
-    return Prediction(np.asarray(onsets), scores)
+            due = time_to_frame(float(frame_start(run_start)) + wait - 1e-6)  # first frame ending at/after it
+            if due < n:
+                scores[due] = 1.0
+    return scores
 
 
 # ----------------------------------------------------------------------------------------------

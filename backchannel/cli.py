@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -177,17 +179,16 @@ def cmd_stats(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from backchannel.corpora.dataset import load_prepared
+    from backchannel.corpora.dataset import find_row, load_prepared, resolve_prepared
     from backchannel.corpora.errors import CorpusError
     from backchannel.corpora.inspect import describe, plot_timeline, timeline_window
-    from backchannel.plugin.simulate import pick_row, resolve_dataset
 
-    dataset = resolve_dataset(args.dataset)
+    dataset = resolve_prepared(args.dataset)
     try:
         dsd, manifest = load_prepared(dataset)
     except (OSError, ValueError, KeyError) as err:
         raise CorpusError(dataset, f"cannot read the prepared dataset: {err}") from None
-    row = pick_row(dsd, dataset, args.dialogue, args.listener) if args.dialogue or args.listener or args.plot \
+    row = find_row(dsd, dataset, args.dialogue, args.listener) if args.dialogue or args.listener or args.plot \
         else None
     if row is not None and args.plot:
         t0, t1, duration = timeline_window(row["n_frames"], args.start, args.seconds, where=dataset)
@@ -208,8 +209,17 @@ def cmd_download(args) -> int:
     return 0
 
 
+EPILOG = """then:
+    backchannel train backbone|head --config NAME [LightningCLI overrides]
+    backchannel evaluate [DATASET ...] [--checkpoint head.ckpt]
+    backchannel simulate DATASET [--checkpoint head.ckpt]
+    backchannel rating build|serve|raters|analyze
+
+Every command has its own --help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="backchannel", description=__doc__,
+    p = argparse.ArgumentParser(prog="backchannel", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"backchannel {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -262,28 +272,110 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--base-url", help="mirror to download from instead of the public host")
     dl.set_defaults(func=cmd_download)
 
-    from backchannel.evaluate import register as register_evaluate
-    from backchannel.plugin.simulate import register as register_simulate
+    # light modules: the work (evaluation.run, LightningCLI) is imported when a command runs
+    from backchannel.evaluation.cli import register as register_evaluate
     from backchannel.train.cli import register as register_train
 
     register_train(sub)
     register_evaluate(sub)
-    register_simulate(sub)
+    _add_simulate(sub)
     try:  # the rater app's web stack is the optional [rating] extra
         from backchannel.rating.commands import register as register_rating
     except ImportError:
         pass
     else:
         register_rating(sub)
+    _plain_help(p)
     return p
+
+
+# The parser below imports nothing heavy: its handler is named "module:function" and imported when it runs
+# (main), a constant to check an option against when the option is parsed (_member_of).
+SIMULATE = "backchannel.plugin.simulate"
+
+
+def _add_simulate(sub) -> None:
+    text = "replay a corpus dialogue through the streaming listener as if live: stereo WAV, timeline PNG, decisions JSON"
+    p = sub.add_parser("simulate", help=text, description=text[0].upper() + text[1:] + ".")
+    p.add_argument("dataset", metavar="DATASET",
+                   help="a prepared dataset folder, or a corpus name (-> data/NAME)")
+    p.add_argument("--dialogue",
+                   help="dialogue id (default: the test-split listener with the most backchannels)")
+    p.add_argument("--listener", help="the listening speaker's id (default: the dialogue's most active "
+                   "backchanneler)")
+    p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`); default: random weights")
+    p.add_argument("--start", type=float, default=0.0, help="replay from this time (s)")
+    p.add_argument("--seconds", type=float, help="replay this many seconds (default: to the end)")
+    p.add_argument("--out", default="simulations", help="output folder (default: simulations)")
+    p.add_argument("--render", type=_member_of(f"{SIMULATE}:RENDERS"), default="tts",
+                   help="speech: tts (espeak-ng; tones if unavailable) or tone (default tts)")
+    p.add_argument("--report", help="take threshold, smoothing, refractory, lead and take-turn level from the "
+                   "dev-tuned settings of this `backchannel evaluate` report.json (overrides --threshold and "
+                   "--smoothing)")
+    p.add_argument("--threshold", type=float, default=0.5, help="backchannel trigger threshold (default 0.5)")
+    p.add_argument("--smoothing", type=int, default=1, help="moving average of the probabilities (frames)")
+    p.add_argument("--cadence", type=float,
+                   help="at most this many backchannels per minute (default: no limit)")
+    p.add_argument("--root", help="corpus folder, for the speaker's real word timing (default: the "
+                   "dataset manifest's source_root)")
+    p.add_argument("--sample-rate", type=int, default=16000, help="WAV sample rate, Hz")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the form choice")
+    p.set_defaults(func=f"{SIMULATE}:cmd_simulate")
+
+
+def _resolve(spec: str):
+    """The object named ``"module:name"`` (imported now)."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _member_of(spec: str, many: bool = False):
+    """An argparse ``type``: the value (``many``: a comma-separated list of values) must be in the tuple
+    named ``spec``, which is imported only when the option is parsed."""
+    def check(text: str):
+        allowed = _resolve(spec)
+        names = [s.strip() for s in text.split(",") if s.strip()] if many else [text]
+        unknown = [s for s in names if s not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown) or repr(text)}; choose from "
+                                             f"{', '.join(allowed)}")
+        return names if many else text
+
+    return check
+
+
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`]+)`")  # :func:`x`, :class:`~a.b`
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain(text: str | None) -> str | None:
+    """``text`` without reST markup: ``:func:`a.b``` -> ``a.b``, ``:class:`~a.B``` -> ``B``, double
+    backquotes dropped."""
+    if not text:
+        return text
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    return _LITERAL.sub(r"\1", text)
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Make the description, epilog and option help of ``parser`` and its sub-commands plain text."""
+    parser.description, parser.epilog = plain(parser.description), plain(parser.epilog)
+    for action in parser._actions:
+        action.help = plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain(choice.help)
+            for sub in {id(s): s for s in action.choices.values()}.values():
+                _plain_help(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     from backchannel.corpora.errors import CorpusError
 
     args = build_parser().parse_args(argv)
+    func = _resolve(args.func) if isinstance(args.func, str) else args.func
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except CorpusError as err:
         _say(f"error: {err}")
         return 2

@@ -1,7 +1,8 @@
 """The one frame clock: 80 ms frames at 12.5 Hz (Mimi's rate).
 
 Frame ``t`` covers ``[0.08 t, 0.08 (t + 1))`` seconds. Every stream (voice activity, prosody,
-text, labels, model outputs) uses this clock; all conversions live here.
+text, labels, model outputs) uses this clock; all conversions live here, with the width of the
+per-frame prosody streams.
 """
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import numpy as np
 
 FRAME_HZ = 12.5
 FRAME_S = 0.08
+#: Prosody streams per party and frame (listener's four, then the floor party's four).
+PROSODY_STREAMS = ("f0_st", "low_pitch", "intensity_db", "voiced")
+PROSODY_DIM = 2 * len(PROSODY_STREAMS)
+PROSODY_NAMES = tuple(f"{party}_{name}" for party in ("listener", "speaker") for name in PROSODY_STREAMS)
 _EPS = 1e-9  # seconds; absorbs float error in times such as 0.08 * 3
 
 

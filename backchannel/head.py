@@ -45,20 +45,28 @@ class TimingHead(nn.Module):
         return self.action(h), self.bc_type(h)
 
     def init_state(self, batch_size: int = 1) -> Tensor | None:
-        """GRU hidden ``[1, B, hidden]`` of zeros (``None`` for the MLP). Reset = a new state."""
+        """GRU hidden ``[1, B, hidden]`` of zeros (``None`` for the MLP)."""
         if self.kind == "mlp":
             return None
         w = self.action.weight
         return torch.zeros(1, batch_size, self.hidden, device=w.device, dtype=w.dtype)
 
     @torch.inference_mode()
+    def reset(self, state: Tensor | None, mask) -> None:
+        """Zero the hidden state of the streams where ``mask`` (bool ``[B]``) is true."""
+        if state is not None:
+            state[:, torch.as_tensor(mask, dtype=torch.bool).reshape(-1)] = 0
+
+    @torch.inference_mode()
     def step(self, state: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One frame ``x [B, input_dim]`` -> ``(action_logits [B, 3], type_logits [B, 5], state)``."""
+        """One frame ``x [B, input_dim]`` -> ``(action_logits [B, 3], type_logits [B, 5], state)``. A stream
+        whose new hidden state is not finite keeps its old one (one bad frame costs that frame only)."""
         h = self.norm(x)
         if self.kind == "gru":
             g = self.body
             h = torch.gru_cell(h, state[0], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
-            state = h.unsqueeze(0)
+            ok = torch.isfinite(h).all(dim=-1, keepdim=True)
+            state = torch.where(ok, h, state[0]).unsqueeze(0)
         else:
             h = self.body(h)
         return self.action(h), self.bc_type(h), state

@@ -4,10 +4,11 @@ Everything runs on the 80 ms frame clock of ``backchannel.frames``: per-frame ar
 by frame ``t`` (covering ``[0.08 t, 0.08 (t + 1))`` s); event onsets are lists of seconds.
 
 1. Frame level: per-class F1, macro-F1, balanced accuracy, AUPRC (scikit-learn).
-2. Backchannel events (Ruede et al. 2017): causal smoothing, threshold triggers with a refractory
-   period, matching to true onsets within a margin, threshold tuning on dev.
-3. Turn-taking (VAP, Ekstedt & Skantze 2022): shift-vs-hold balanced accuracy in mutual silences,
-   take-turn latency.
+2. Backchannel events (Ruede et al. 2017): matching predicted to true onsets within a margin. Onsets
+   come from ``backchannel.policy.Policy`` (the one decision core); this module scores them, it does
+   not make them.
+3. Turn-taking (VAP, Ekstedt & Skantze 2022): shift-vs-hold in mutual silences, take-turn latency,
+   false take-turns in the speaker's speech.
 4. Cadence: rate per minute, onset offsets from the speaker's last speech, JS distance of their
    histograms, share in overlap, inter-onset intervals.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
@@ -89,57 +90,6 @@ def frame_scores(labels, probs) -> dict:
 # ----------------------------------------------------------------------------------------------
 # 2. Backchannel events
 # ----------------------------------------------------------------------------------------------
-def smooth(probs, window_frames: int) -> np.ndarray:
-    """Causal moving average over the last ``window_frames`` frames (the current one included).
-
-    ``out[t] = mean(probs[max(0, t - w + 1) : t + 1])`` along axis 0: no future frame is used, so
-    changing frame ``t + 1`` never changes ``out[t]``. The first ``w - 1`` frames average over the
-    frames available. ``window_frames=1`` returns the input unchanged (as float).
-    """
-    x = np.asarray(probs, dtype=np.float64)
-    w = int(window_frames)
-    if w < 1:
-        raise ValueError(f"window_frames must be >= 1, got {window_frames}")
-    if w == 1 or len(x) == 0:
-        return x.copy()
-    c = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)])
-    t = np.arange(len(x))
-    lo = np.maximum(t + 1 - w, 0)
-    count = (t + 1 - lo).reshape((-1,) + (1,) * (x.ndim - 1))
-    return (c[t + 1] - c[lo]) / count
-
-
-def trigger_onsets(probs, threshold: float, refractory: float = 0.8, smoothing: int = 1,
-                   lead: float = 0.0) -> np.ndarray:
-    """Predicted onsets (seconds) from a per-frame probability (Ruede et al. 2017).
-
-    The probability is smoothed causally over ``smoothing`` frames. A trigger fires at frame ``t``
-    where the smoothed value rises to ``>= threshold`` (it was below at ``t - 1``, or ``t = 0``).
-    The decision is made at the END of that frame, ``0.08 (t + 1)`` s, the earliest moment a causal
-    system has seen the frame; the predicted onset is ``0.08 (t + 1) + lead`` s.
-
-    ``lead`` (seconds, default 0): the system speaks the moment it decides. Our labels mark the
-    frames whose next-500 ms horizon holds the true onset, so a good model crosses up to 500 ms
-    BEFORE the true onset; a positive ``lead`` is a fixed delay between decision and speech. It is
-    still causal (decide now, speak later) and, like ``threshold`` and ``smoothing``, is tuned on
-    dev only (``tune_threshold``).
-
-    Refractory: after a trigger, no trigger whose onset lies less than ``refractory`` s after it
-    (rising edges inside the refractory period are dropped, not postponed).
-    """
-    s = smooth(probs, smoothing)
-    if s.ndim != 1:
-        raise ValueError(f"probs must be 1-D (one class), got shape {np.shape(probs)}")
-    above = s >= threshold
-    rising = np.flatnonzero(above & ~np.concatenate([[False], above[:-1]]))
-    onsets: list[float] = []
-    for t in rising:
-        onset = float(frame_end(int(t))) + lead
-        if not onsets or onset - onsets[-1] >= refractory - _EPS:
-            onsets.append(onset)
-    return np.asarray(onsets, dtype=np.float64)
-
-
 @dataclass
 class EventScores:
     """Counts of matched events; precision/recall/F1 are 0 where their denominator is 0."""
@@ -179,22 +129,29 @@ def match_events(pred_onsets, true_onsets, margin: tuple[float, float] = (-0.5, 
     is a false positive (fp). Each true onset is matched at most once; the unmatched ones are misses
     (fn).
     """
+    hit, _ = matched_predictions(pred_onsets, true_onsets, margin)
+    tp = int(hit.sum())
+    return EventScores(tp=tp, fp=len(hit) - tp, fn=len(np.asarray(true_onsets).reshape(-1)) - tp)
+
+
+def matched_predictions(pred_onsets, true_onsets, margin: tuple[float, float] = (-0.5, 0.5)):
+    """The matching of :func:`match_events`: ``(hit [n_pred] bool, sorted predictions)``."""
     m0, m1 = margin
     if m0 > m1:
         raise ValueError(f"margin must be (low, high) with low <= high, got {margin}")
     pred = np.sort(np.asarray(pred_onsets, dtype=np.float64).reshape(-1))
     true = np.sort(np.asarray(true_onsets, dtype=np.float64).reshape(-1))
     matched = np.zeros(len(true), dtype=bool)
-    tp = 0
-    for p in pred:
+    hit = np.zeros(len(pred), dtype=bool)
+    for j, p in enumerate(pred):
         lo = np.searchsorted(true, p - m1 - _EPS, side="left")
         hi = np.searchsorted(true, p - m0 + _EPS, side="right")
         cand = [i for i in range(lo, hi) if not matched[i]]
         if cand:
             best = min(cand, key=lambda i: (abs(p - true[i]), i))
             matched[best] = True
-            tp += 1
-    return EventScores(tp=tp, fp=len(pred) - tp, fn=len(true) - tp)
+            hit[j] = True
+    return hit, pred
 
 
 def margin_label(margin: tuple[float, float]) -> str:
@@ -234,90 +191,6 @@ def event_scores(pred, true, margins: Sequence[tuple[float, float]] = MARGINS) -
     return out
 
 
-@dataclass
-class TriggerSettings:
-    """Everything that turns a per-frame probability into onsets (see ``trigger_onsets``)."""
-
-    threshold: float
-    smoothing: int = 1
-    refractory: float = 0.8
-    lead: float = 0.0
-
-    def onsets(self, probs) -> np.ndarray:
-        return trigger_onsets(probs, self.threshold, self.refractory, self.smoothing, self.lead)
-
-
-@dataclass
-class Tuned:
-    """Outcome of ``tune_threshold``: the chosen settings and their dev figures.
-
-    ``rate``/``human_rate`` are onsets per listener-minute (pooled); ``table`` lists every setting
-    tried as dicts (threshold, smoothing, lead, f1, rate) for plots.
-    """
-
-    settings: TriggerSettings
-    f1: float
-    rate: float
-    human_rate: float
-    table: list[dict] = field(default_factory=list, repr=False)
-
-
-def tune_threshold(probs_list, true_onsets_list, margin: tuple[float, float] = (-0.5, 0.5), grid=None, *,
-                   smoothing: int | Sequence[int] = 1, lead: float | Sequence[float] = 0.0,
-                   refractory: float = 0.8, rate_factor: float | None = None,
-                   durations: Sequence[float] | None = None) -> Tuned:
-    """Choose trigger settings on DEV data: maximise pooled event F1 at ``margin``.
-
-    ``probs_list``: per-listener 1-D backchannel probabilities; ``true_onsets_list``: their true
-    onsets (seconds). ``grid``: thresholds to try (default 0.05..0.95 in steps of 0.025);
-    ``smoothing`` (frames) and ``lead`` (seconds) may be sequences, and every combination is tried.
-    ``durations`` (seconds) default to ``n_frames * 0.08``.
-
-    Rate-targeting variant: with ``rate_factor`` (e.g. 1.25), only settings whose predicted rate
-    (onsets per listener-minute) lies within ``[human / f, human * f]`` compete on F1; if none does,
-    the one whose rate is nearest the human rate (in log ratio) wins. F1 ties go to the rate nearer
-    the human one.
-    """
-    probs_list = [np.asarray(p, dtype=np.float64) for p in probs_list]
-    trues = [np.asarray(t, dtype=np.float64) for t in true_onsets_list]
-    if len(probs_list) != len(trues) or not probs_list:
-        raise ValueError(f"need equally many (>0) probability streams and onset lists, "
-                         f"got {len(probs_list)} and {len(trues)}")
-    grid = np.round(np.arange(0.05, 0.95 + _EPS, 0.025), 4) if grid is None else np.asarray(grid, float)
-    smoothings = [smoothing] if np.isscalar(smoothing) else list(smoothing)
-    leads = [lead] if np.isscalar(lead) else list(lead)
-    if durations is None:
-        durations = [len(p) * FRAME_S for p in probs_list]
-    minutes = float(np.sum(durations)) / 60.0
-    human = sum(len(t) for t in trues) / minutes if minutes > 0 else math.nan
-
-    table = []
-    for w in smoothings:
-        smoothed = [smooth(p, int(w)) for p in probs_list]
-        for thr in grid:
-            base = [trigger_onsets(p, float(thr), refractory) for p in smoothed]  # lead only shifts them
-            rate = sum(len(p) for p in base) / minutes if minutes > 0 else math.nan
-            for ld in leads:
-                s = TriggerSettings(float(thr), int(w), refractory, float(ld))
-                sc = event_scores([p + s.lead for p in base], trues, [margin])[margin_label(margin)]
-                table.append({"threshold": s.threshold, "smoothing": s.smoothing, "lead": s.lead,
-                              "f1": sc.f1, "rate": rate, "_settings": s})
-
-    def log_gap(row) -> float:
-        if not row["rate"] > 0 or not human > 0:
-            return math.inf
-        return abs(math.log(row["rate"] / human))
-
-    pool = table
-    if rate_factor is not None:
-        pool = [r for r in table if log_gap(r) <= math.log(rate_factor) + _EPS]
-        if not pool:
-            pool = [min(table, key=log_gap)]
-    best = max(pool, key=lambda r: (r["f1"], -log_gap(r)))
-    clean = [{k: v for k, v in r.items() if k != "_settings"} for r in table]
-    return Tuned(best["_settings"], best["f1"], best["rate"], human, clean)
-
-
 # ----------------------------------------------------------------------------------------------
 # 3. Turn-taking (VAP)
 # ----------------------------------------------------------------------------------------------
@@ -352,29 +225,6 @@ def shift_hold_scores(p_shift, hold_pauses, shift_pauses, pad: float = 0.05, dur
     return np.asarray(scores), np.asarray(labels, dtype=int)
 
 
-def shift_hold_balanced_accuracy(p_shift, hold_pauses, shift_pauses, threshold: float = 0.5,
-                                 pad: float = 0.05, dur: float = 0.10) -> float:
-    """Balanced accuracy of shift vs hold over mutual-silence pauses (a pause is predicted a shift
-    when its ``shift_hold_scores`` score is ``>= threshold``).
-
-    One listener (``p_shift`` a 1-D array, pauses ``[k, 2]`` seconds) or lists of them (pooled).
-    NaN when no pause qualifies.
-    """
-    if isinstance(p_shift, np.ndarray) and p_shift.ndim == 1:
-        p_shift, hold_pauses, shift_pauses = [p_shift], [hold_pauses], [shift_pauses]
-    if not len(p_shift) == len(hold_pauses) == len(shift_pauses):
-        raise ValueError("p_shift, hold_pauses and shift_pauses must list the same listeners")
-    scores, labels = [], []
-    for p, h, s in zip(p_shift, hold_pauses, shift_pauses):
-        sc, lb = shift_hold_scores(p, h, s, pad, dur)
-        scores.append(sc)
-        labels.append(lb)
-    scores, labels = np.concatenate(scores), np.concatenate(labels)
-    if len(labels) == 0:
-        return math.nan
-    return balanced_accuracy(labels, (scores >= threshold).astype(int))
-
-
 def take_turn_latency(pred_onsets, shift_pauses, window: tuple[float, float] = (-0.5, 2.0)) -> np.ndarray:
     """Per shift pause: first predicted take-turn onset minus the pause start (the speaker's speech
     end), in seconds, searching ``[start + window[0], start + window[1]]``; NaN where none.
@@ -389,6 +239,14 @@ def take_turn_latency(pred_onsets, shift_pauses, window: tuple[float, float] = (
         hit = i < len(pred) and pred[i] <= start + window[1] + _EPS
         out.append(pred[i] - start if hit else math.nan)
     return np.asarray(out)
+
+
+def false_take_turns_in_speech(pred_onsets, true_onsets, speaker_va, margin=(-0.5, 0.5)) -> int:
+    """Predicted take-turn onsets (seconds) that fall inside the speaker's speech (``speech_runs``) and
+    match no true take-turn onset within ``margin`` (``matched_predictions``): the model barged in."""
+    hit, pred = matched_predictions(pred_onsets, true_onsets, margin)
+    inside = onset_offsets(pred, speaker_va) < 0
+    return int(np.sum(inside & ~hit))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,45 +1,32 @@
 """The decision policy: per-80 ms-frame probabilities -> SILENT / BACKCHANNEL / TAKE_TURN and the form to say.
 
-One call of :meth:`Policy.decide` per frame ``t`` (decided at the frame's end, ``0.08 (t + 1)`` s):
+The ONE decision core (docs/design.md "Policy"): the plugin steps it frame by frame (:meth:`Policy.decide`,
+:meth:`Policy.step` for a batch of sessions), evaluation runs the whole-sequence form :meth:`Policy.run`
+(exactly equal, tested), and tuning searches its settings. Rules, per frame ``t`` (decided at its end,
+``0.08 (t + 1)`` s):
 
-1. **Smoothing**: causal moving average of the action probabilities over the last ``smoothing``
-   frames, computed exactly as :func:`backchannel.metrics.smooth` (same running sums, same float64
-   arithmetic), so streaming and offline smoothed values are bit-identical.
-2. **Backchannel trigger with hysteresis**: the trigger is *armed* at the start; it fires on the first
-   frame where the smoothed backchannel probability is ``>= on`` while armed, which disarms it; it
-   re-arms on a frame where the probability is ``< off``. With ``off = on`` this is the rising edge of
-   :func:`backchannel.metrics.trigger_onsets`.
-3. A crossing is **dropped, not postponed** (as in ``trigger_onsets``) when it lies less than
-   ``refractory`` s after the previous backchannel, when the cadence budget is empty, in quiet mode,
-   or on a frame the runtime forces silent (a fault). Only emitted backchannels start a refractory period.
-4. **Cadence** (``cadence`` backchannels per minute): a token bucket holding at most ``burst``
-   backchannels, refilled by ``cadence / 60 * 0.08`` per frame; a backchannel costs one token. Over
-   ``D`` s at most ``burst + cadence * D / 60`` backchannels are emitted, so the long-run rate never
-   exceeds the target by more than the burst, and approaches it whenever the model asks for more.
-5. **TAKE_TURN** on every frame whose smoothed take-turn probability is ``>= take_turn`` (a level,
-   not an edge: a duplex loop releases its speech while it holds). A backchannel trigger on the same
-   frame wins that one frame, so backchannel decisions never depend on the take-turn threshold.
-6. **Quiet** (e.g. while the user dictates digits): no backchannel, no take-turn; smoothing and the
-   budget keep running, and crossings during quiet are consumed.
-7. **Lead** (``lead`` s, a whole number of 80 ms frames): a backchannel decided at frame ``t`` is spoken
-   (returned as BACKCHANNEL) at frame ``t + lead / 0.08``; refractory and cadence count decision times,
-   as ``trigger_onsets(..., lead=lead)`` does. A pending backchannel whose frame is quiet or faulted is
-   dropped. ``backchannel evaluate`` tunes the lead on dev; :meth:`Policy.from_report` reads it.
-8. **Form**: the backchannel type is the argmax of the type probabilities (``lexicon.BC_TYPES``; the
-   next most probable type with forms when a type has none); the form is drawn uniformly (seeded RNG)
-   from that type's forms, excluding a form already said ``max_repeat`` times in a row, unless the
-   type allows only that one form.
-
-With ``off = on`` (or ``None``) and no cadence, the backchannel decisions of :meth:`Policy.decide` equal
-``metrics.trigger_onsets(p_bc, on, refractory, smoothing, lead)`` (tested; exactly for ``lead = 0``).
+1. Smoothing: causal moving average of the action probabilities over the last ``smoothing`` frames.
+2. Backchannel trigger with hysteresis: armed at the start, it fires on the first frame where the smoothed
+   backchannel probability is ``>= on`` while armed (which disarms it) and re-arms where it is ``< off``.
+3. A crossing is dropped, not postponed, within ``refractory`` s of the previous emitted backchannel, when
+   the cadence budget is empty, in quiet mode or on a faulted frame.
+4. Cadence: a token bucket of at most ``burst`` backchannels refilled by ``cadence / 60 * 0.08`` per frame.
+5. TAKE_TURN on every frame whose smoothed take-turn probability is ``>= take_turn`` (a level); a
+   backchannel said on the same frame wins that frame. A take-turn *onset* is the first frame of a run.
+6. Quiet / fault: no backchannel, no take-turn; crossings are consumed.
+7. Lead: a backchannel decided at frame ``t`` is said at frame ``t + lead / 0.08``; dropped if that frame is
+   quiet or faulted. Refractory and cadence count decision frames.
+8. Form: the argmax type with forms (``lexicon.BC_TYPES``), a seeded uniform draw among its forms that
+   avoids saying one form more than ``max_repeat`` times in a row.
 """
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +35,7 @@ from backchannel.corpora.events import ACTIONS, BACKCHANNEL, SILENT, TAKE_TURN
 from backchannel.frames import FRAME_S, frame_end
 from backchannel.lexicon import BC_TYPES
 
-_EPS = 1e-9  # seconds / tokens; the same slack as metrics.trigger_onsets
+_EPS = 1e-9  # seconds / tokens
 
 #: Default forms per type (what a TTS or pre-encoded audio bank says).
 DEFAULT_FORMS: dict[str, tuple[str, ...]] = {
@@ -68,8 +55,7 @@ class Decision:
     ``action``: ``"SILENT"``, ``"BACKCHANNEL"`` or ``"TAKE_TURN"``; ``probability``: the smoothed
     backchannel probability (what the trigger compares with ``on``); ``p_take_turn``: the smoothed
     take-turn probability; ``bc_type``/``form``: what to say (BACKCHANNEL only, else None);
-    ``fault``: why the runtime forced this frame SILENT (``"deadline"``, ``"model:ValueError"``...),
-    else None.
+    ``fault``: why the runtime forced this frame SILENT (``"deadline"``, ``"model:ValueError"``...), else None.
     """
 
     frame: int
@@ -80,6 +66,73 @@ class Decision:
     bc_type: str | None = None
     form: str | None = None
     fault: str | None = None
+
+
+@dataclass
+class PolicyState:
+    """What :meth:`Policy.decide` carries from frame to frame for one session.
+
+    ``t``: frames decided; ``sums``: running sums of the action probabilities (the last ``smoothing + 1``);
+    ``armed``: the trigger may fire; ``last_bc``: decision frame of the last emitted backchannel;
+    ``budget``/``budget_t``: cadence tokens after frame ``budget_t`` (refilled lazily, see
+    :meth:`Policy.budget`); ``recent``: the last ``max_repeat`` forms; ``pending``: decided backchannels
+    waiting for their lead, ``(frame to say, type, form)``.
+    """
+
+    sums: deque
+    budget: float
+    recent: deque
+    rng: random.Random
+    pending: deque = field(default_factory=deque)
+    t: int = 0
+    armed: bool = True
+    last_bc: int | None = None
+    budget_t: int = -1
+
+
+@dataclass
+class Run:
+    """:meth:`Policy.run` over ``n`` frames: per-frame arrays and what was said.
+
+    ``action`` int8 ``[n]`` (``events.ACTIONS`` indices); ``p_backchannel``/``p_take_turn`` float64 ``[n]``
+    (smoothed); ``said``: frame -> ``(bc_type, form)`` of each backchannel said; ``faults``: per-frame
+    reasons or None.
+    """
+
+    action: np.ndarray
+    p_backchannel: np.ndarray
+    p_take_turn: np.ndarray
+    said: dict[int, tuple[str, str]]
+    faults: list | None = None
+
+    @property
+    def backchannel_frames(self) -> np.ndarray:
+        return np.flatnonzero(self.action == BACKCHANNEL)
+
+    @property
+    def backchannel_onsets(self) -> np.ndarray:
+        """Seconds: the end of each frame where a backchannel is said (the moment speech starts)."""
+        return frame_end(self.backchannel_frames).astype(np.float64)
+
+    @property
+    def take_turn_frames(self) -> np.ndarray:
+        """First frame of each run of TAKE_TURN decisions."""
+        tt = self.action == TAKE_TURN
+        return np.flatnonzero(tt & ~np.concatenate([[False], tt[:-1]]))
+
+    @property
+    def take_turn_onsets(self) -> np.ndarray:
+        return frame_end(self.take_turn_frames).astype(np.float64)
+
+    def decisions(self) -> list[Decision]:
+        """The same frames as :class:`Decision` objects (what stepping the policy returns)."""
+        out = []
+        for t in range(len(self.action)):
+            bc_type, form = self.said.get(t, (None, None))
+            out.append(Decision(frame=t, time=float(frame_end(t)), action=ACTIONS[int(self.action[t])],
+                                probability=float(self.p_backchannel[t]), p_take_turn=float(self.p_take_turn[t]),
+                                bc_type=bc_type, form=form, fault=None if self.faults is None else self.faults[t]))
+        return out
 
 
 @dataclass
@@ -106,6 +159,8 @@ class Policy:
             self.off = self.on
         if not 0.0 <= self.off <= self.on <= 1.0:
             raise ValueError(f"policy: need 0 <= off <= on <= 1, got on={self.on}, off={self.off}")
+        if self.take_turn is not None and not 0.0 <= self.take_turn <= 1.0:
+            raise ValueError(f"policy: take_turn must be in [0, 1] or None, got {self.take_turn}")
         if int(self.smoothing) != self.smoothing or self.smoothing < 1:
             raise ValueError(f"policy: smoothing must be a whole number of frames >= 1, got {self.smoothing}")
         if self.refractory < 0:
@@ -128,47 +183,67 @@ class Policy:
             raise ValueError(f"policy: lead must be a whole number of {FRAME_S} s frames >= 0, got {self.lead} s")
         self.lead_frames = int(round(frames))
 
+    # ------------------------------------------------------------------ settings
+    def to_dict(self) -> dict:
+        """The settings as JSON types (what a report stores; ``Policy(**d)`` rebuilds it)."""
+        d = asdict(self)
+        d["forms"] = {k: list(v) for k, v in self.forms.items()}
+        return d
+
     @classmethod
-    def from_trigger(cls, settings, **overrides) -> Policy:
-        """The policy that reproduces ``metrics.TriggerSettings`` (threshold, smoothing, refractory, lead)."""
-        return cls(on=settings.threshold, smoothing=settings.smoothing, refractory=settings.refractory,
-                   lead=settings.lead, **overrides)
+    def from_dict(cls, settings: Mapping, **overrides) -> Policy:
+        """``Policy(**settings, **overrides)`` with a clear error for unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"policy: unknown settings {unknown} (known: {sorted(known)})")
+        return cls(**(dict(settings) | overrides))
 
     @classmethod
     def from_report(cls, report: str | Path | Mapping, corpus: str, system: str = "head",
-                    variant: str = "rate_matched", **overrides) -> Policy:
-        """The policy ``backchannel evaluate`` tuned on dev for ``system`` on ``corpus``: backchannel
-        threshold, smoothing, refractory and lead of ``variant`` (``f1`` or ``rate_matched``), and the
-        take-turn level from the shift/hold threshold. ``report``: a ``report.json`` path or its dict."""
+                    variant: str = "rate_matched", definition: str | None = None, **overrides) -> Policy:
+        """The policy ``backchannel evaluate`` tuned on dev for ``system`` on ``corpus`` (``variant`` ``f1`` or
+        ``rate_matched``; ``definition`` of the backchannel gold, default the report's first, ``isolated``),
+        exactly as the report stores it. ``report``: a ``report.json`` path or its dict."""
+        where = report if not isinstance(report, Mapping) else "report"
         data = report if isinstance(report, Mapping) else json.loads(Path(report).read_text())
         try:
-            entry = data["corpora"][corpus]["systems"][system]
-            settings = entry["variants"][variant]["settings"]
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"policy: {report if not isinstance(report, Mapping) else 'report'} has no tuned "
-                             f"settings for corpus {corpus!r}, system {system!r}, variant {variant!r} "
-                             f"(missing {err})") from None
-        kw = {"on": float(settings["threshold"]), "smoothing": int(settings["smoothing"]),
-              "refractory": float(settings["refractory"]), "lead": float(settings.get("lead", 0.0))}
-        take = (entry.get("shift_hold") or {}).get("take_turn") or {}
-        if "threshold" in take:
-            kw["take_turn"] = float(take["threshold"])
-        return cls(**(kw | overrides))
+            defs = data["corpora"][corpus]["systems"][system]["definitions"]
+            definition = definition or next(iter(defs))
+            settings = defs[definition]["variants"][variant]["policy"]
+        except (KeyError, TypeError, StopIteration) as err:
+            raise ValueError(f"policy: {where} has no tuned policy for corpus {corpus!r}, system {system!r}, "
+                             f"definition {definition!r}, variant {variant!r} (missing {err})") from None
+        return cls.from_dict(settings, **overrides)
 
-    def init_state(self) -> PolicyState:
-        """A fresh state (reset = a new state)."""
-        return PolicyState(sums=deque([(0.0, 0.0, 0.0)], maxlen=self.smoothing + 1), budget=float(self.burst),
-                           recent=deque(maxlen=self.max_repeat), rng=random.Random(self.seed), pending=deque())
+    # ------------------------------------------------------------------ shared rules
+    def budget(self, state: PolicyState, t: int) -> float:
+        """Cadence tokens available at frame ``t`` (after its refill)."""
+        return min(float(self.burst), state.budget + self.cadence / 60.0 * FRAME_S * (t - state.budget_t))
+
+    def _emit(self, state: PolicyState, t: int, blocked: bool) -> bool:
+        """A trigger crossing at frame ``t``: True (and the refractory/budget bookkeeping done) when it
+        becomes a backchannel, False when it is dropped (rule 3)."""
+        if blocked:
+            return False
+        if state.last_bc is not None and float(frame_end(t)) - float(frame_end(state.last_bc)) < self.refractory - _EPS:
+            return False
+        if self.cadence is not None:
+            tokens = self.budget(state, t)
+            if tokens < 1.0 - _EPS:
+                return False
+            state.budget, state.budget_t = tokens - 1.0, t
+        state.last_bc = t
+        return True
 
     def choose_form(self, state: PolicyState, type_probs) -> tuple[str, str]:
-        """``(bc_type, form)`` for a backchannel (rule 7 of the module docstring); updates
-        ``state.recent``."""
-        if type_probs is None:
+        """``(bc_type, form)`` for a backchannel (rule 8); updates ``state.recent``."""
+        tp = None if type_probs is None else np.asarray(type_probs, dtype=np.float64).reshape(-1)
+        if tp is not None and tp.shape != (len(BC_TYPES),):
+            raise ValueError(f"policy: type_probs must have {len(BC_TYPES)} values, got shape {tp.shape}")
+        if tp is None or np.isnan(tp).any():  # no type prediction: the types in their fixed order
             order = list(range(len(BC_TYPES)))
         else:
-            tp = np.asarray(type_probs, dtype=np.float64).reshape(-1)
-            if tp.shape != (len(BC_TYPES),):
-                raise ValueError(f"policy: type_probs must have {len(BC_TYPES)} values, got shape {tp.shape}")
             order = sorted(range(len(BC_TYPES)), key=lambda i: (-tp[i], i))
         bc_type = next(BC_TYPES[i] for i in order if self.forms.get(BC_TYPES[i]))
         forms = self.forms[bc_type]
@@ -180,49 +255,54 @@ class Policy:
         recent.append(form)
         return bc_type, form
 
+    # ------------------------------------------------------------------ streaming
+    def new_state(self) -> PolicyState:
+        """A fresh state for one session."""
+        return PolicyState(sums=deque([(0.0, 0.0, 0.0)], maxlen=self.smoothing + 1), budget=float(self.burst),
+                           recent=deque(maxlen=self.max_repeat), rng=random.Random(self.seed), pending=deque())
+
+    def init_state(self, batch: int = 1) -> list[PolicyState]:
+        """Fresh states for ``batch`` sessions (the streaming protocol: ``init_state``/``step``/``reset``)."""
+        return [self.new_state() for _ in range(batch)]
+
+    def reset(self, states: list[PolicyState], mask) -> None:
+        """Fresh states for the sessions where ``mask`` is true; the others are untouched."""
+        for i, m in enumerate(np.asarray(mask, dtype=bool).reshape(-1)):
+            if m:
+                states[i] = self.new_state()
+
+    def step(self, states: list[PolicyState], probs, type_probs=None, *, quiet=None, faults=None) -> list[Decision]:
+        """One frame for every session: ``probs`` ``[B, 3]`` (a row None: the model produced nothing),
+        ``type_probs`` ``[B, 5]`` or None, ``quiet`` ``[B]`` bools, ``faults`` ``[B]`` reasons or None."""
+        n = len(states)
+        quiet = [False] * n if quiet is None else quiet
+        faults = [None] * n if faults is None else faults
+        return [self.decide(s, None if probs is None else probs[i], None if type_probs is None else type_probs[i],
+                            quiet=bool(quiet[i]), fault=faults[i]) for i, s in enumerate(states)]
+
     def decide(self, state: PolicyState, probs=None, type_probs=None, *, quiet: bool = False,
                fault: str | None = None) -> Decision:
-        """Decide frame ``state.t`` from its action probabilities ``probs`` (SILENT, BACKCHANNEL,
-        TAKE_TURN; 3 values) and backchannel type probabilities ``type_probs`` (5 values, or None).
+        """Decide frame ``state.t`` of one session from its action probabilities ``probs`` (SILENT,
+        BACKCHANNEL, TAKE_TURN; 3 values) and type probabilities ``type_probs`` (5 values, or None).
 
         ``probs=None`` (the model produced nothing this frame) counts as certain silence ``(1, 0, 0)``.
         ``fault`` (a reason) forces the frame SILENT like ``quiet`` and is copied into the decision.
         """
-        if probs is None:
-            p = (1.0, 0.0, 0.0)
-        else:
-            p = tuple(float(x) for x in np.asarray(probs, dtype=np.float64).reshape(-1))
-            if len(p) != len(ACTIONS):
-                raise ValueError(f"policy: probs must have {len(ACTIONS)} values "
-                                 f"(SILENT, BACKCHANNEL, TAKE_TURN), got {len(p)}")
+        p = _probs_row(probs)
         t = state.t
         s = _smoothed(state, p, self.smoothing)
         p_bc, p_tt = s[BACKCHANNEL], s[TAKE_TURN]
         blocked = quiet or fault is not None
-        if self.cadence is not None:
-            state.budget = min(float(self.burst), state.budget + self.cadence / 60.0 * FRAME_S)
-
-        fire = False
-        if state.armed and p_bc >= self.on:
+        crossing = state.armed and p_bc >= self.on
+        if crossing:
             state.armed = False
-            fire = not blocked
-            if fire and state.last_bc is not None:
-                fire = float(frame_end(t)) - float(frame_end(state.last_bc)) >= self.refractory - _EPS
-            if fire and self.cadence is not None:
-                fire = state.budget >= 1.0 - _EPS
         if p_bc < self.off:
             state.armed = True
-        state.t += 1
-
-        bc_type = form = None
-        if fire:
-            state.last_bc = t
-            if self.cadence is not None:
-                state.budget -= 1.0
+        if crossing and self._emit(state, t, blocked):
             state.pending.append((t + self.lead_frames, *self.choose_form(state, type_probs)))
-        due = None
-        while state.pending and state.pending[0][0] <= t:
-            due = state.pending.popleft()
+        state.t += 1
+        bc_type = form = None
+        due = state.pending.popleft() if state.pending and state.pending[0][0] <= t else None
         if due is not None and not blocked:
             action = BACKCHANNEL
             bc_type, form = due[1], due[2]
@@ -233,31 +313,83 @@ class Policy:
         return Decision(frame=t, time=float(frame_end(t)), action=ACTIONS[action], probability=p_bc,
                         p_take_turn=p_tt, bc_type=bc_type, form=form, fault=fault)
 
+    # ------------------------------------------------------------------ whole sequence
+    def smooth(self, probs) -> np.ndarray:
+        """Causal moving average over the last ``smoothing`` frames along axis 0 (fewer at the start),
+        with the same running sums as :meth:`decide`: ``out[t] = mean(probs[max(0, t-w+1) : t+1])``."""
+        x = np.asarray(probs, dtype=np.float64)
+        w = self.smoothing
+        if w == 1 or len(x) == 0:
+            return x.copy()
+        c = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)])
+        t = np.arange(len(x))
+        lo = np.maximum(t + 1 - w, 0)
+        count = (t + 1 - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+        return (c[t + 1] - c[lo]) / count
 
-@dataclass
-class PolicyState:
-    """Everything :meth:`Policy.decide` carries from frame to frame.
+    def crossings(self, p_bc) -> np.ndarray:
+        """Frames where the armed trigger crosses ``on`` (rule 2), from smoothed backchannel probabilities."""
+        p = np.asarray(p_bc, dtype=np.float64)
+        events = np.flatnonzero((p < self.off) | (p >= self.on))  # frames that arm or may fire
+        fires = p[events] >= self.on
+        first = fires & ~np.concatenate([[False], fires[:-1]])  # armed: no fire since the last arming frame
+        return events[first]
 
-    ``t``: frames decided; ``sums``: running sums ``c_lo .. c_t`` of the action probabilities (the
-    last ``smoothing + 1``); ``armed``: the trigger may fire; ``last_bc``: frame of the last emitted
-    backchannel (decision frame); ``budget``: cadence tokens; ``recent``: the last ``max_repeat`` forms
-    said; ``pending``: decided backchannels waiting for their lead, ``(frame to speak, type, form)``.
-    """
+    def run(self, probs, type_probs=None, *, quiet=None, faults=None) -> Run:
+        """Decide every frame of one session at once: exactly :meth:`decide` stepped over the frames from a
+        fresh state. ``probs`` ``[n, 3]`` (a NaN row: the model produced nothing, certain silence),
+        ``type_probs`` ``[n, 5]`` or None, ``quiet`` ``[n]`` bools, ``faults`` ``[n]`` reasons or None."""
+        p = np.asarray(probs, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(ACTIONS):
+            raise ValueError(f"policy: probs must be [n_frames, {len(ACTIONS)}] (SILENT, BACKCHANNEL, TAKE_TURN), "
+                             f"got shape {p.shape}")
+        n = len(p)
+        missing = np.isnan(p).any(axis=1)
+        if missing.any():
+            p = p.copy()
+            p[missing] = (1.0, 0.0, 0.0)
+        if not np.isfinite(p).all():
+            raise ValueError("policy: probs hold inf values")
+        blocked = np.zeros(n, dtype=bool) if quiet is None else np.asarray(quiet, dtype=bool).reshape(-1).copy()
+        if len(blocked) != n:
+            raise ValueError(f"policy: quiet has {len(blocked)} frames, probs {n}")
+        if faults is not None:
+            if len(faults) != n:
+                raise ValueError(f"policy: faults has {len(faults)} frames, probs {n}")
+            blocked |= np.array([f is not None for f in faults], dtype=bool)
+        s = self.smooth(p)
+        p_bc, p_tt = s[:, BACKCHANNEL], s[:, TAKE_TURN]
+        state = self.new_state()
+        said: dict[int, tuple[str, str]] = {}
+        for t in self.crossings(p_bc).tolist():
+            if self._emit(state, t, bool(blocked[t])):
+                chosen = self.choose_form(state, None if type_probs is None else type_probs[t])
+                due = t + self.lead_frames
+                if due < n and not blocked[due]:
+                    said[due] = chosen
+        action = np.full(n, SILENT, dtype=np.int8)
+        if self.take_turn is not None:
+            action[(p_tt >= self.take_turn) & ~blocked] = TAKE_TURN
+        action[list(said)] = BACKCHANNEL
+        return Run(action, p_bc, p_tt, said, None if faults is None else list(faults))
 
-    sums: deque
-    budget: float
-    recent: deque
-    rng: random.Random
-    pending: deque = field(default_factory=deque)
-    t: int = 0
-    armed: bool = True
-    last_bc: int | None = None
+
+def _probs_row(probs) -> tuple[float, float, float]:
+    if probs is None:
+        return (1.0, 0.0, 0.0)
+    p = tuple(float(x) for x in np.asarray(probs, dtype=np.float64).reshape(-1))
+    if len(p) != len(ACTIONS):
+        raise ValueError(f"policy: probs must have {len(ACTIONS)} values (SILENT, BACKCHANNEL, TAKE_TURN), "
+                         f"got {len(p)}")
+    if any(math.isnan(x) for x in p):
+        return (1.0, 0.0, 0.0)
+    return p
 
 
 def _smoothed(state: PolicyState, p: tuple[float, float, float], w: int) -> tuple[float, ...]:
     c = state.sums[-1]
     state.sums.append((c[0] + p[0], c[1] + p[1], c[2] + p[2]))
-    if w == 1:  # metrics.smooth returns the input unchanged
+    if w == 1:  # Policy.smooth returns the input unchanged
         return p
     lo, hi, n = state.sums[0], state.sums[-1], len(state.sums) - 1
     return tuple((hi[i] - lo[i]) / n for i in range(3))

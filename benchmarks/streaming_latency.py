@@ -117,13 +117,14 @@ def single_session(backbone, head, policy, frames, warmup: int) -> dict:
 
 def stage_profile(backbone, head, policy, frames) -> dict:
     """Per-stage times of the same pipeline, run by hand."""
-    feats, pstate = StreamingFeatures(), policy.init_state()
+    feats, pstate = StreamingFeatures(), policy.new_state()
+    fstate = feats.init_state(1)[0]
     bstate, hstate = backbone.init_state(1), head.init_state(1)
     stages = {"features": [], "backbone": [], "head": [], "policy": []}
     clock = time.perf_counter
     for f in frames:
         t0 = clock()
-        x = feats(f)
+        x = feats.step(fstate, f)
         t1 = clock()
         hidden, bstate = backbone.step(bstate, x)
         t2 = clock()

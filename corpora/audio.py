@@ -10,8 +10,10 @@ from the transcript (word or segment times) with webrtcvad's on every mapped cha
 correlation per frame): when another assignment of the same channels fits better by more than
 ``SWAP_MARGIN`` (mean correlation), the mapping looks swapped. A guessed mapping that looks swapped
 is refused (``CorpusError``, suggesting ``--channel-map``); a given or stated one is used with a
-warning. Per-speaker files get the same check. Every signal is first resampled to 16 kHz (``scipy.signal.resample_poly``)
-so features do not depend on the recording rate. Then, per channel:
+warning. Per-speaker files get the same check.
+
+Every signal is first resampled to 16 kHz (``scipy.signal.resample_poly``) so features do not depend
+on the recording rate. Then, per channel:
 
 - ``voice_activity``: webrtcvad decisions on 20 ms frames (10/30 ms possible), turned into the
   fraction of each 80 ms frame covered by voiced VAD frames (``frames.interval_activity``).
@@ -55,6 +57,8 @@ LOW_PITCH_PERCENTILE = 26.0  # Ward & Tsukahara (2000)
 INTENSITY_FLOOR_DB = 0.0
 TRANSCRIPT_SLACK_S = 1.0  # a transcript may end this much after its audio
 VAD_WARMUP_S = 0.3  # seconds of reflected signal that webrtcvad's noise model settles on
+VAD_FRAME_MS = 20  # webrtcvad decision frame (10, 20 or 30 ms)
+VAD_MODE = 2  # webrtcvad aggressiveness 0-3
 SWAP_MARGIN = 0.2  # mean correlation by which another speaker -> channel assignment must fit better
 MAX_SWAP_CHECK_SPEAKERS = 7  # the check tries every permutation of the mapped channels
 GUESSED = "guessed: sorted speaker labels; give the mapping with --channel-map if this is wrong"
@@ -85,7 +89,7 @@ def _to_16k(samples: np.ndarray, sr: int) -> np.ndarray:
     return resample_poly(samples, ANALYSIS_SR // g, int(sr) // g)
 
 
-def voice_activity(samples_mono: np.ndarray, sr: int, mode: int = 2, frame_ms: int = 20) -> np.ndarray:
+def voice_activity(samples_mono: np.ndarray, sr: int, mode: int = VAD_MODE, frame_ms: int = VAD_FRAME_MS) -> np.ndarray:
     """Fraction (0..1) of each 80 ms frame judged speech by webrtcvad (aggressiveness ``mode`` 0-3).
 
     Returns ``num_frames(len / sr)`` float32 values. ``frame_ms`` is webrtcvad's frame (10, 20 or 30 ms).

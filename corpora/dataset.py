@@ -38,12 +38,12 @@ from datasets.arrow_writer import ArrowWriter
 from datasets.table import InMemoryTable
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-from backchannel.frames import FRAME_S
+from backchannel.frames import FRAME_S, PROSODY_DIM
 from backchannel.progress import progress as progress_bar
 
 from .dialogue import Dialogue
 from .errors import CorpusError
-from .framing import PROSODY_DIM, frame_dialogue
+from .framing import frame_dialogue
 from .mining import mine_dialogue
 
 SPLITS = ("train", "dev", "test")
@@ -198,6 +198,43 @@ def is_prepared(path: str | Path) -> bool:
     """True when ``path`` holds a dataset written by ``build_dataset``."""
     p = Path(path)
     return (p / MANIFEST).is_file() and (p / "dataset_dict.json").is_file()
+
+
+def resolve_prepared(spec: str | Path, data_root: str | Path = "data") -> Path:
+    """A prepared dataset folder, or ``<data_root>/<spec>`` for a corpus name; ``CorpusError`` if neither."""
+    from .errors import CorpusError
+
+    path = Path(spec)
+    for cand in (path, Path(data_root) / str(spec)):
+        if is_prepared(cand):
+            return cand
+    named = "/" not in str(spec) and not path.exists()
+    hint = Path(data_root) / str(spec) if named else path
+    raise CorpusError(hint, f"not a prepared dataset; run `backchannel corpus prepare "
+                            f"{spec if named else 'CORPUS'}` first")
+
+
+def find_row(dsd, dataset: str | Path, dialogue: str | None = None, listener: str | None = None) -> dict:
+    """The row of ``dialogue``/``listener`` of a prepared ``DatasetDict``; where either is not given, the
+    matching row with the most backchannels (in the test split, else dev, else train). ``CorpusError``
+    naming ``dataset`` and a few of its rows when nothing matches."""
+    from .errors import CorpusError
+
+    seen = []
+    for split in ("test", "dev", "train"):
+        ds = dsd[split]
+        if not len(ds):
+            continue
+        keys = list(zip(ds["dialogue"], ds["listener"]))
+        n_bc = [len(x) for x in ds["bc_onsets"]]
+        hits = [i for i, (d, lst) in enumerate(keys)
+                if (dialogue is None or d == dialogue) and (listener is None or lst == listener)]
+        if hits:
+            return ds[max(hits, key=lambda i: (n_bc[i], -i))]
+        seen += [f"{d}/{lst}" for d, lst in keys]
+    where = " ".join(f"{k} {v!r}" for k, v in (("dialogue", dialogue), ("listener", listener)) if v is not None)
+    raise CorpusError(dataset, f"no row for {where or 'any dialogue'}; rows: {', '.join(seen[:12])}"
+                               f"{' ...' if len(seen) > 12 else ''}")
 
 
 def build_dataset(dialogues, out_dir: str | Path, *, corpus: str,

@@ -12,15 +12,12 @@ import itertools
 
 import numpy as np
 
-from backchannel.frames import interval_activity, time_to_frame, times_to_frames
+from backchannel.frames import PROSODY_DIM, PROSODY_STREAMS, interval_activity, time_to_frame, times_to_frames
 from backchannel.lexicon import BC_TYPE_INDEX
 
 from .dialogue import ChannelAudio, Dialogue
 from .events import BACKCHANNEL, SILENT, TAKE_TURN
 from .mining import DialogueEvents, ListenerEvents, merge_spans, speech_spans
-
-PROSODY_STREAMS = ("f0_st", "low_pitch", "intensity_db", "voiced")
-PROSODY_DIM = 2 * len(PROSODY_STREAMS)  # listener's four, then the floor party's four
 
 
 def label_frames(onsets_by_action: dict[int, list[float]], n: int, horizon: float = 0.5):
@@ -158,8 +155,8 @@ def _frame(dialogue: Dialogue, listener: str, events, horizon: float, shared: _S
             raise ValueError(f"{where}: NaN/inf word time in stream 'va_{role}'")
 
     va, src = {}, {}
-    prosody = np.zeros((n, 8), dtype=np.float32)
-    mask = np.zeros((n, 8), dtype=bool)
+    prosody = np.zeros((n, PROSODY_DIM), dtype=np.float32)
+    mask = np.zeros((n, PROSODY_DIM), dtype=bool)
     for j, (role, audio) in enumerate((("listener", lch.audio), ("speaker", f_audio))):
         if audio is not None:
             va[role], p, m = _audio_frames(audio, n, f"{where}: {role}")

@@ -20,10 +20,10 @@ def _dataset_folder(dsd) -> str:
 
 
 def _pick_row(dsd, dialogue: str | None, listener: str | None) -> dict:
-    """``plugin.simulate.pick_row``: the matching row (most backchannels first); ``CorpusError`` if none."""
-    from backchannel.plugin.simulate import pick_row
+    """``dataset.find_row``: the matching row (most backchannels first); ``CorpusError`` if none."""
+    from .dataset import find_row
 
-    return pick_row(dsd, _dataset_folder(dsd), dialogue, listener)
+    return find_row(dsd, _dataset_folder(dsd), dialogue, listener)
 
 
 def timeline_window(n_frames: int, start: float, seconds: float, where: str | Path = "dataset"):

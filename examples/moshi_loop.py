@@ -32,13 +32,12 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 import numpy as np
 import soundfile
 import torch
+from backchannel.plugin.duplex import decision_lines, load_wav, policy_forms
 from backchannel.plugin.listener import StreamingListener
-from backchannel.plugin.moshi_hf import load_wav
 from backchannel.plugin.moshi_lm import BackchannelLMGen, build_forms, form_codes
 
 from backchannel.head import TimingHead
-from backchannel.lexicon import BC_TYPES
-from backchannel.policy import DEFAULT_FORMS, Policy
+from backchannel.policy import Policy
 
 SR, FRAME = 24_000, 1920  # Mimi: 24 kHz, 80 ms frames
 
@@ -154,9 +153,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"{forms_dir}: no <form>.wav recordings")
     codes = {w.stem.replace("_", " "): form_codes(w, lambda x: mimi.encode(x.to(args.device))) for w in wavs}
     forms = build_forms(codes, tokenize)
-    policy_forms = {t: tuple(f for f in DEFAULT_FORMS[t] if f in forms) for t in BC_TYPES}
-    if not any(policy_forms.values()):  # forms outside the default lexicon: all continuers
-        policy_forms = {"continuer": tuple(forms)}
+    spoken = policy_forms(forms)  # the default forms we have recordings of
     silence = (
         mimi.encode(torch.zeros(1, 1, FRAME, device=args.device))[0, : lm.dep_q, 0].cpu()
         if args.silence_codes
@@ -165,7 +162,7 @@ def main(argv=None) -> None:
 
     head = TimingHead(lm.dim, hidden=args.head_hidden, kind=args.head_kind)
     if args.head is not None:
-        head.load_state_dict(torch.load(args.head, map_location="cpu"))
+        head.load_state_dict(torch.load(args.head, map_location="cpu", weights_only=True))
     elif args.tiny:  # random head, nudged towards BACKCHANNEL so that the short demo says some
         with torch.no_grad():
             head.action.weight.mul_(12.0)  # a random head is nearly constant: spread its outputs
@@ -175,9 +172,9 @@ def main(argv=None) -> None:
     # --tiny: the random LM, once given the floor, talks on and on (its text is never PAD, so it never
     # yields): the demo only backchannels and suppresses; TAKE_TURN and the release are in the tests.
     policy = (
-        Policy(forms=policy_forms, on=0.85, off=0.65, take_turn=None)
+        Policy(forms=spoken, on=0.85, off=0.65, take_turn=None)
         if args.tiny
-        else Policy(forms=policy_forms, on=args.on, take_turn=args.take_turn)
+        else Policy(forms=spoken, on=args.on, take_turn=args.take_turn)
     )
     listener = StreamingListener(None, head.eval(), policy, deadline_s=0.04)
     timeline = []
@@ -186,7 +183,7 @@ def main(argv=None) -> None:
         listener,
         forms,
         silence_codes=silence,
-        on_decision=lambda b, d: timeline.append(d),
+        on_decision=lambda b, d: timeline.append((d, gen.control.floors[b].last_outcome)),
         **lm_gen_config,
     )
 
@@ -210,13 +207,8 @@ def main(argv=None) -> None:
     soundfile.write(args.out, stereo, SR)
     stats = gen.control.floors[0].stats
     print(f"{n_frames} frames; LMGen step (Mimi encode + LM + head) median {np.median(step_ms):.1f} ms")
-    for d in timeline:
-        if d.action != "SILENT" or d.fault:
-            print(f"  frame {d.frame:4d}  {d.time:6.2f} s  {d.action:11s} {d.form or '':8s} {d.fault or ''}")
-    print(
-        f"said {stats['backchannel']} backchannel(s), took the turn {stats['take_turn']} time(s), "
-        f"yielded {stats['yield']}; dropped: { {k: v for k, v in stats.items() if k.startswith('dropped')} }"
-    )
+    for line in decision_lines(timeline, stats):
+        print(line)
     print(f"wrote {args.out} (left: user, right: Moshi)")
 
 

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
+from backchannel.plugin.duplex import build_forms, decision_lines, form_codes, load_wav, policy_forms
 from backchannel.plugin.listener import StreamingListener
-from backchannel.plugin.moshi_hf import BackchannelMoshiHF, build_forms, form_codes, load_wav, mimi_encoder
+from backchannel.plugin.moshi_hf import BackchannelMoshiHF, mimi_encoder
 
 from backchannel.backbones.moshi import MoshiBackbone
 from backchannel.head import TimingHead
-from backchannel.lexicon import BC_TYPES
-from backchannel.policy import DEFAULT_FORMS, Policy
+from backchannel.policy import Policy
 
 SR, FRAME = 24_000, 1920
 
@@ -98,20 +98,18 @@ def main(argv=None) -> None:
     if not wavs:
         raise SystemExit(f"{forms_dir}: no <form>.wav recordings")
     forms = build_forms({w.stem.replace("_", " "): form_codes(w, encode) for w in wavs}, tokenize)
-    policy_forms = {t: tuple(f for f in DEFAULT_FORMS[t] if f in forms) for t in BC_TYPES}
-    if not any(policy_forms.values()):
-        policy_forms = {"continuer": tuple(forms)}
+    spoken = policy_forms(forms)  # the default forms we have recordings of
 
     head = TimingHead(model.config.hidden_size, hidden=args.head_hidden, kind=args.head_kind)
     if args.head is not None:
-        head.load_state_dict(torch.load(args.head, map_location="cpu"))
+        head.load_state_dict(torch.load(args.head, map_location="cpu", weights_only=True))
     elif args.tiny:  # a random head is nearly constant: spread its outputs so the demo decides something
         with torch.no_grad():
             head.action.weight.mul_(12.0)
     else:
         print("warning: no --head: a random head decides (the wiring works, the timing is meaningless)")
     listener = StreamingListener(
-        None, head.eval(), Policy(forms=policy_forms, on=args.on, take_turn=args.take_turn), deadline_s=0.04
+        None, head.eval(), Policy(forms=spoken, on=args.on, take_turn=args.take_turn), deadline_s=0.04
     )
     timeline = []
     # --tiny: the random LM talks on and on once it has the floor; let it yield at its first PAD text
@@ -119,7 +117,7 @@ def main(argv=None) -> None:
         model,
         listener,
         forms,
-        on_decision=lambda b, d: timeline.append(d),
+        on_decision=lambda b, d: timeline.append((d, loop.control.floors[b].last_outcome)),
         yield_after=1 if args.tiny else 25,
     )
 
@@ -141,13 +139,8 @@ def main(argv=None) -> None:
 
     stats = loop.control.floors[0].stats
     print(f"{len(step_ms)} frames; step (LM + depth + head) median {np.median(step_ms):.1f} ms")
-    for d in timeline:
-        if d.action != "SILENT" or d.fault:
-            print(f"  frame {d.frame:4d}  {d.time:6.2f} s  {d.action:11s} {d.form or '':8s} {d.fault or ''}")
-    print(
-        f"said {stats['backchannel']} backchannel(s), took the turn {stats['take_turn']} time(s), "
-        f"yielded {stats['yield']}; text tokens: {own[0, 0].tolist()}"
-    )
+    for line in decision_lines(timeline, stats):
+        print(line)
     print(f"wrote {args.out} (left: user, right: Moshi)")
 
 

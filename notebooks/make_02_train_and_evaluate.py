@@ -214,24 +214,27 @@ print("per-frame outputs of a test row:", {k: v.shape for k, v in probs.items()}
 `evaluate` (the API behind `backchannel evaluate`) scores every system on the **test** split in one run:
 `random` (the true number of backchannels at random times), `pause_gate` (the voice-agent plugin rule),
 `ward_tsukahara` (the low-pitch rule; needs audio), `logistic` (handcrafted features, fitted on train)
-and our `head`. Thresholds, smoothing and lead are tuned on **dev** only, for best event F1 (`f1`) and at
-the human rate (`rate_matched`). A predicted backchannel is a hit when it lies within a margin of an
-unmatched true onset (Ruede et al. 2017)."""),
-    nbf.v4.new_code_cell("""from backchannel.evaluate import evaluate
+and our `head`. Every system's onsets come from the one decision core, `Policy.run` (what the plugin
+runs); its settings (threshold, smoothing, lead, take-turn level) are tuned on **dev** only, for best event
+F1 (`f1`) and at the human rate (`rate_matched`), and saved in the report for `Policy.from_report`. A
+predicted backchannel is a hit when it lies within a margin of an unmatched true onset (Ruede et al. 2017)."""),
+    nbf.v4.new_code_cell("""from backchannel.evaluation.report import cadence_table, event_table, frame_table, policy_table, summary_lines
+from backchannel.evaluation.run import evaluate
 from backchannel.metrics import margin_label
-from backchannel.report import cadence_table, event_table, frame_table, summary_lines
 
 t0 = time.perf_counter()
 report = evaluate([data], head_ckpt, work / "eval", progress=False)
 sec = report["corpora"][corpus]
+definition = sec["definitions"][0]
 print(f"evaluated in {time.perf_counter() - t0:.1f} s: {sec['test']['rows']} test rows, "
-      f"{sec['test']['backchannels']} true backchannels")
+      f"{sec['test']['backchannels'][definition]['count']} true backchannels ({definition} definition)")
 for line in summary_lines(report):
     print(line)
 margins = [margin_label(tuple(m)) for m in report["settings"]["margins"]]
-display(Markdown("\\n".join(["**Backchannel events** (test)", ""] + event_table(sec, margins)
+display(Markdown("\\n".join(["**Backchannel events** (test)", ""] + event_table(sec, margins, definition)
+                            + ["**Tuned policies**", ""] + policy_table(sec, definition)
                             + ["**Frame level**", ""] + frame_table(sec)
-                            + ["**Cadence**", ""] + cadence_table(sec))))"""),
+                            + ["**Cadence**", ""] + cadence_table(sec, definition))))"""),
     nbf.v4.new_markdown_cell("""### Plots written by `evaluate`
 **Onset timing**: when backchannels start relative to the end of the speaker's last speech, model
 vs the real listeners (humans backchannel mostly in the first few hundred ms of a pause, some in overlap).

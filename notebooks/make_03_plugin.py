@@ -67,10 +67,10 @@ What the evaluation does: `backbone.forward` over all frames at once, then the h
 threshold comes from here: with a checkpoint, use the threshold tuned on dev (`backchannel evaluate`);
 an untrained model's probability barely moves, so for the demo it is set at the 95th percentile of its own
 backchannel probability on this slice (said below)."""),
-    nbf.v4.new_code_cell("""from backchannel.train.data import row_inputs
+    nbf.v4.new_code_cell("""from backchannel.inputs import FrameInputs
 
 with torch.inference_mode():
-    inputs = {k: v[None] for k, v in row_inputs(row, model.features.tokenizer).items()}
+    inputs, _ = FrameInputs.collate([FrameInputs.from_row(row, model.features.tokenizer)])
     action_logits, _ = model.head(model.backbone(inputs))
 p_offline = action_logits[0].softmax(-1)[:, 1].numpy()
 if weights == RANDOM_WEIGHTS:

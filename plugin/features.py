@@ -1,22 +1,25 @@
-"""Per-80 ms-frame backbone inputs for a streaming listener, built causally.
+"""Per-80 ms-frame backbone inputs for streaming listeners, built causally.
 
-:class:`StreamingFeatures` turns what a duplex loop has at the end of frame ``t`` into the one-frame
-input of ``TimingBackbone.step`` (keys of ``backchannel.backbones.timing``, batch size 1):
-``va_listener [1]``, ``va_speaker [1]``, ``prosody [1, 8]``, ``prosody_mask [1, 8]``,
-``text_ids [1, 2, K]``. Two paths:
+:class:`StreamingFeatures` turns what a duplex loop has at the end of frame ``t`` into one frame of
+``backchannel.inputs.FrameInputs`` (batch 1), following the streaming protocol of every stage
+(``init_state(batch)``, ``step(state, x)``, ``reset(states, mask)``; a state per session). Two paths:
 
-- **features given** (the main path, used for tests and for replaying framed datasets): one frame of
-  the dataset columns of ``backchannel.corpora.framing`` (``va_listener``, ``va_speaker``,
-  ``prosody``, ``prosody_mask``, ``text_listener``, ``text_speaker``). The result is exactly the
-  frame ``t`` slice of the batched inputs built from the same columns.
-- **audio** (80 ms of float PCM per party, any rate >= 8 kHz): voice activity from webrtcvad on
-  that frame (four 20 ms decisions -> fraction voiced, as ``corpora.audio.voice_activity``), and,
-  with ``prosody=True``, Praat pitch and intensity (parselmouth) over the last ``CONTEXT_FRAMES``
-  frames, keeping the 10 ms samples that fall in the current frame.
+- **features given** (tests, replays of framed datasets): one frame of the dataset columns
+  (``va_listener``, ``va_speaker``, ``prosody``, ``prosody_mask``, ``text_listener``, ``text_speaker``;
+  :func:`split_frames` cuts a row into them). The result equals frame ``t`` of
+  ``FrameInputs.from_row`` of the same row (tested).
+- **audio** (80 ms of float PCM per party, any rate >= 8 kHz): voice activity from webrtcvad on that
+  frame (four 20 ms decisions -> fraction voiced, as ``corpora.audio.voice_activity``), and, with
+  ``prosody=True``, Praat pitch and intensity (parselmouth) over the last ``CONTEXT_FRAMES`` frames,
+  keeping the 10 ms samples that fall in the current frame.
 
-Recognised words (``add_words``: text and end time, seconds) feed the text stream of both paths: a
-word is visible in the frame holding its end time (``corpora.framing.text_stream``); a word that
-arrives late goes into the current frame, one whose end lies in the future waits for its frame.
+Values are checked and clamped at this boundary (``FrameInputs.clamped``): voice activity to [0, 1],
+prosody to its physical range; NaN raises (the listener makes that frame SILENT).
+
+Recognised words (``(text, end_s)``, ``(text, start_s, end_s)`` or ``Word``) feed the text stream: a word
+is visible in the frame holding its end time; a word that arrives late goes into the current frame; one
+whose end lies in the future waits for its frame, up to ``max_pending_words`` per party and
+``max_future_s`` ahead (later or surplus words are dropped and counted in ``state.dropped_words``).
 
 Differences from the offline (whole-file) features of ``corpora.audio``, all forced by causality:
 
@@ -41,23 +44,29 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 import webrtcvad
+from backchannel.corpora.audio import (
+    ANALYSIS_SR,
+    F0_MAX_HZ,
+    F0_MIN_HZ,
+    LOW_PITCH_PERCENTILE,
+    PITCH_STEP_S,
+    VAD_FRAME_MS,
+    VAD_MODE,
+    VAD_WARMUP_S,
+)
+from backchannel.corpora.dataset import row_prosody
 
 from backchannel.frames import FRAME_S, time_to_frame
+from backchannel.inputs import FrameInputs
 from backchannel.text import TextTokenizer
 
-N_PROSODY = 8  # listener's (f0_st, low_pitch, intensity_db, voiced), then the speaker's
-ANALYSIS_SR = 16000  # Hz, as corpora.audio
-VAD_FRAME_MS = 20
 CONTEXT_FRAMES = 3  # frames of audio Praat sees (240 ms: pitch needs 50 ms windows, intensity ~107 ms)
-F0_MIN_HZ, F0_MAX_HZ = 60.0, 500.0
-PITCH_STEP_S = 0.01
-LOW_PITCH_PERCENTILE = 26.0
-VAD_WARMUP_S = 0.3
 PARTIES = ("listener", "speaker")
+FRAME_KEYS = ("va_listener", "va_speaker", "prosody", "prosody_mask", "text_listener", "text_speaker")
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -165,38 +174,86 @@ class _AudioChannel:
         return [f0_st if ok else 0.0, low, self.last_db, voiced], [ok, True, True, True]
 
 
-class StreamingFeatures:
-    """One frame of backbone inputs per call (see the module docstring); ``t`` counts frames made.
+@dataclass
+class FeatureState:
+    """One session's streaming feature state: ``t`` frames made, queued words per party
+    ``(frame, end, start, seq, text)``, the audio channels (made on first audio), ``dropped_words`` (words
+    refused since the host last read it)."""
 
-    ``sample_rate`` (Hz) of the audio path; ``vad_mode`` webrtcvad aggressiveness 0-3;
-    ``prosody``: compute pitch/intensity on the audio path (else masked); ``norm_window_s`` and
-    ``min_voiced_s`` (seconds of voiced F0 samples) bound the running F0 statistics.
+    t: int = 0
+    seq: int = 0
+    pending: dict[str, list] = field(default_factory=lambda: {p: [] for p in PARTIES})
+    audio: dict | None = None
+    dropped_words: int = 0
+
+
+class StreamingFeatures:
+    """Settings of the streaming features (see the module docstring); the state lives in
+    :class:`FeatureState` objects, one per session.
+
+    ``sample_rate`` (Hz) of the audio path; ``vad_mode`` webrtcvad aggressiveness 0-3; ``prosody``:
+    compute pitch/intensity on the audio path (else masked); ``norm_window_s`` and ``min_voiced_s``
+    (seconds of voiced F0 samples) bound the running F0 statistics; ``max_pending_words`` per party and
+    ``max_future_s`` bound the word queue.
     """
 
     def __init__(self, sample_rate: int = ANALYSIS_SR, *, tokenizer: TextTokenizer | None = None,
-                 vad_mode: int = 2, prosody: bool = True, norm_window_s: float = 300.0,
-                 min_voiced_s: float = 0.5):
+                 vad_mode: int = VAD_MODE, prosody: bool = True, norm_window_s: float = 300.0,
+                 min_voiced_s: float = 0.5, max_pending_words: int = 256, max_future_s: float = 30.0):
         if sample_rate < 8000:
             raise ValueError(f"sample_rate {sample_rate} Hz is below 8000 Hz")
         self.sample_rate, self.vad_mode, self.prosody = int(sample_rate), vad_mode, prosody
         self.norm_window_s, self.min_voiced_s = norm_window_s, min_voiced_s
+        self.max_pending_words, self.max_future_s = max_pending_words, max_future_s
         self.tokenizer = tokenizer or TextTokenizer()
-        self.reset()
 
-    def reset(self) -> None:
-        """Forget everything: frame counter, pending words, audio context, running F0 statistics."""
-        self.t = 0
-        self._seq = 0
-        self._pending: dict[str, list] = {p: [] for p in PARTIES}
-        self._audio = {p: _AudioChannel(self.sample_rate, self.vad_mode, self.prosody, self.norm_window_s,
-                                        self.min_voiced_s) for p in PARTIES}
+    def with_rate(self, sample_rate: int) -> StreamingFeatures:
+        """The same settings at another audio rate."""
+        return type(self)(sample_rate, tokenizer=self.tokenizer, vad_mode=self.vad_mode, prosody=self.prosody,
+                          norm_window_s=self.norm_window_s, min_voiced_s=self.min_voiced_s,
+                          max_pending_words=self.max_pending_words, max_future_s=self.max_future_s)
 
-    def add_words(self, party: str, words) -> None:
+    # ------------------------------------------------------------------ streaming protocol
+    def init_state(self, batch: int = 1) -> list[FeatureState]:
+        return [FeatureState() for _ in range(batch)]
+
+    def reset(self, states: list[FeatureState], mask) -> None:
+        """Fresh states (clock, words, audio context, running F0) where ``mask`` is true."""
+        for i, m in enumerate(np.asarray(mask, dtype=bool).reshape(-1)):
+            if m:
+                states[i] = FeatureState()
+
+    def step(self, state: FeatureState, frame: Mapping | None = None, *, listener_pcm=None, speaker_pcm=None,
+             listener_words: Sequence = (), speaker_words: Sequence = ()) -> FrameInputs:
+        """One frame of one session: ``frame`` (given features) or ``listener_pcm``/``speaker_pcm`` (audio),
+        plus the words recognised since the last call. The session's clock advances on every call, errors
+        included (``ValueError`` naming the frame), so queued words keep the host's clock."""
+        try:
+            audio = listener_pcm is not None or speaker_pcm is not None
+            if frame is not None and audio:
+                raise ValueError("give either frame features or audio, not both")
+            if frame is None and not audio:
+                raise ValueError("no input (give frame features or audio of at least one party)")
+            self.add_words(state, "listener", listener_words)
+            self.add_words(state, "speaker", speaker_words)
+            if frame is not None:
+                return self._from_features(state, frame)
+            return self._from_audio(state, listener_pcm, speaker_pcm)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"frame {state.t}: {err}") from None
+        finally:
+            state.t += 1
+
+    # ------------------------------------------------------------------ words
+    def add_words(self, state: FeatureState, party: str, words) -> None:
         """Queue recognised words of ``party`` (``"listener"``/``"speaker"``): ``Word`` objects or
-        ``(text, end_s)`` / ``(text, start_s, end_s)`` tuples. Each becomes visible in the frame
-        holding its end time, or in the next frame made if that frame is already past."""
+        ``(text, end_s)`` / ``(text, start_s, end_s)`` tuples. Each becomes visible in the frame holding its
+        end time, or in the next frame made if that frame is already past. Words ending more than
+        ``max_future_s`` ahead, or beyond ``max_pending_words`` queued, are dropped (``state.dropped_words``)."""
         if party not in PARTIES:
             raise ValueError(f"party must be one of {PARTIES}, got {party!r}")
+        queue = state.pending[party]
+        horizon = (state.t + 1) * FRAME_S + self.max_future_s
         for w in words:
             if hasattr(w, "end"):
                 text, start, end = w.text, w.start, w.end
@@ -208,134 +265,70 @@ class StreamingFeatures:
             end, start = float(end), float(start)
             if not math.isfinite(end):
                 raise ValueError(f"word {text!r} of the {party} has a non-finite end time {end}")
-            self._pending[party].append((time_to_frame(end), end, start, self._seq, str(text)))
-            self._seq += 1
+            if end > horizon or len(queue) >= self.max_pending_words:
+                state.dropped_words += 1
+                continue
+            queue.append((time_to_frame(end), end, start, state.seq, str(text)))
+            state.seq += 1
 
-    def _visible(self, party: str) -> list[str]:
+    def _visible(self, state: FeatureState, party: str) -> list[str]:
         """Queued words of ``party`` visible at frame ``t``, in (end, start) order; removes them."""
-        ready = [w for w in self._pending[party] if w[0] <= self.t]
+        queue = state.pending[party]
+        ready = [w for w in queue if w[0] <= state.t]
         if ready:
-            self._pending[party] = [w for w in self._pending[party] if w[0] > self.t]
+            state.pending[party] = [w for w in queue if w[0] > state.t]
         return [w[4] for w in sorted(ready, key=lambda w: w[1:4])]
 
-    def _text_ids(self, given: Mapping) -> torch.Tensor:
+    def _text_ids(self, state: FeatureState, given: Mapping) -> np.ndarray:
         if "text_ids" in given:
-            ids = torch.as_tensor(np.asarray(given["text_ids"]), dtype=torch.long)
+            ids = np.asarray(given["text_ids"])
             if ids.shape != (2, self.tokenizer.k):
-                raise ValueError(f"frame {self.t}: text_ids has shape {tuple(ids.shape)}, "
-                                 f"expected (2, {self.tokenizer.k})")
-            return ids.unsqueeze(0)
+                raise ValueError(f"text_ids has shape {ids.shape}, expected (2, {self.tokenizer.k})")
+            return ids
         rows = []
         for party in PARTIES:
             text = given.get(f"text_{party}") or ""
             words = text.split() if isinstance(text, str) else [str(x) for x in text]
-            rows.append(self.tokenizer.encode_frame(words + self._visible(party)))
-        return torch.tensor([rows], dtype=torch.long)
+            rows.append(self.tokenizer.encode_frame(words + self._visible(state, party)))
+        return np.asarray(rows, dtype=np.int64)
 
-    def from_features(self, frame: Mapping) -> dict[str, torch.Tensor]:
-        """Backbone inputs of one frame from given per-frame features (module docstring, first path).
-
-        Required: ``va_listener``, ``va_speaker`` (fraction voiced). Optional: ``prosody`` (8 values;
-        default masked), ``prosody_mask`` (8 bools; default: where ``prosody`` is finite),
-        ``text_listener``/``text_speaker`` (words ending in this frame) or ``text_ids`` ``[2, K]``.
-        The frame counter advances even when the frame is rejected (ValueError), so the clock of
-        queued words stays the host's clock.
-        """
-        try:
-            return self._from_features(frame)
-        finally:
-            self.t += 1
-
-    def from_audio(self, listener_pcm, speaker_pcm) -> dict[str, torch.Tensor]:
-        """Backbone inputs of one frame from 80 ms of float PCM (-1..1) per party at ``sample_rate``;
-        either may be None (that party's streams are then silent and masked). The frame counter
-        advances even when the frame is rejected."""
-        try:
-            return self._from_audio(listener_pcm, speaker_pcm)
-        finally:
-            self.t += 1
-
-    def _from_features(self, frame: Mapping) -> dict[str, torch.Tensor]:
+    # ------------------------------------------------------------------ the two paths
+    def _from_features(self, state: FeatureState, frame: Mapping) -> FrameInputs:
         for key in ("va_listener", "va_speaker"):
             if key not in frame:
-                raise ValueError(f"frame {self.t}: missing {key!r} (have {sorted(frame)})")
+                raise ValueError(f"missing {key!r} (have {sorted(frame)})")
         va = [float(np.asarray(frame[k]).reshape(())) for k in ("va_listener", "va_speaker")]
-        if not (math.isfinite(va[0]) and math.isfinite(va[1])):
-            raise ValueError(f"frame {self.t}: voice activity is not finite: {va}")
-        if "prosody" in frame:
-            pros = np.asarray(frame["prosody"], dtype=np.float32).reshape(-1)
-            if pros.shape != (N_PROSODY,):
-                raise ValueError(f"frame {self.t}: prosody has {pros.size} values, expected {N_PROSODY}")
-            mask = np.isfinite(pros) if frame.get("prosody_mask") is None else \
-                np.asarray(frame["prosody_mask"], dtype=bool).reshape(-1)
-            if mask.shape != (N_PROSODY,):
-                raise ValueError(f"frame {self.t}: prosody_mask has {mask.size} values, expected {N_PROSODY}")
-            bad = mask & ~np.isfinite(pros)
-            if bad.any():
-                raise ValueError(f"frame {self.t}: prosody value {int(np.argmax(bad))} is NaN/inf "
-                                 "but not masked")
-            pros = np.where(mask, pros, 0.0).astype(np.float32)
-        else:
-            pros, mask = np.zeros(N_PROSODY, dtype=np.float32), np.zeros(N_PROSODY, dtype=bool)
-        return self._emit(va, pros, mask, self._text_ids(frame))
+        return FrameInputs.frame(va[0], va[1], frame.get("prosody"), frame.get("prosody_mask"),
+                                 self._text_ids(state, frame))
 
-    def _from_audio(self, listener_pcm, speaker_pcm) -> dict[str, torch.Tensor]:
+    def _from_audio(self, state: FeatureState, listener_pcm, speaker_pcm) -> FrameInputs:
+        if state.audio is None:
+            state.audio = {p: _AudioChannel(self.sample_rate, self.vad_mode, self.prosody, self.norm_window_s,
+                                            self.min_voiced_s) for p in PARTIES}
         va, pros, mask = [], [], []
         for party, pcm in zip(PARTIES, (listener_pcm, speaker_pcm)):
             if pcm is None:
                 v, p, m = 0.0, [0.0] * 4, [False] * 4
             else:
                 try:
-                    v, p, m = self._audio[party].frame(pcm)
+                    v, p, m = state.audio[party].frame(pcm)
                 except ValueError as err:
-                    raise ValueError(f"frame {self.t}: {party}: {err}") from None
+                    raise ValueError(f"{party}: {err}") from None
             va.append(v)
             pros += p
             mask += m
-        pros, mask = np.asarray(pros, dtype=np.float32), np.asarray(mask, dtype=bool)
-        return self._emit(va, pros, mask, self._text_ids({}))
-
-    @staticmethod
-    def _emit(va, pros, mask, text_ids) -> dict[str, torch.Tensor]:
-        return {
-            "va_listener": torch.tensor([va[0]], dtype=torch.float32),
-            "va_speaker": torch.tensor([va[1]], dtype=torch.float32),
-            "prosody": torch.from_numpy(pros).unsqueeze(0),
-            "prosody_mask": torch.from_numpy(mask).unsqueeze(0),
-            "text_ids": text_ids,
-        }
-
-    def __call__(self, frame: Mapping | None = None, *, listener_pcm=None, speaker_pcm=None,
-                 listener_words: Sequence = (), speaker_words: Sequence = ()) -> dict[str, torch.Tensor]:
-        """One frame: ``frame`` (given features) or ``listener_pcm``/``speaker_pcm`` (audio), plus the
-        words recognised since the last call. The frame counter advances on every call, errors included."""
-        audio = listener_pcm is not None or speaker_pcm is not None
-        if (frame is None) == (not audio) or listener_words or speaker_words:
-            try:
-                if frame is not None and audio:
-                    raise ValueError(f"frame {self.t}: give either frame features or audio, not both")
-                if frame is None and not audio:
-                    raise ValueError(f"frame {self.t}: no input (give frame features or audio of "
-                                     "at least one party)")
-                self.add_words("listener", listener_words)
-                self.add_words("speaker", speaker_words)
-            except Exception:
-                self.t += 1
-                raise
-        return self.from_features(frame) if frame is not None else self.from_audio(listener_pcm, speaker_pcm)
-
-
-FRAME_KEYS = ("va_listener", "va_speaker", "prosody", "prosody_mask", "text_listener", "text_speaker")
+        return FrameInputs.frame(va[0], va[1], np.asarray(pros, dtype=np.float32), np.asarray(mask, dtype=bool),
+                                 self._text_ids(state, {}))
 
 
 def split_frames(row: Mapping) -> Iterator[dict]:
-    """Per-frame dicts (``StreamingFeatures.from_features`` input) from one framed listener row
-    (``corpora.framing.frame_listener`` output or a dataset row): its per-frame columns, frame by frame."""
+    """Per-frame dicts (``StreamingFeatures.step`` input) from one framed listener row (a dataset row or
+    ``corpora.framing.frame_listener`` output): its per-frame columns, frame by frame; prosody as
+    ``corpora.dataset.row_prosody`` reads it (an audio-less row: all masked)."""
     n = len(row["va_listener"])
     cols = {k: row[k] for k in FRAME_KEYS if k in row}
-    if "prosody" in cols and len(cols["prosody"]) == 0 and n > 0:  # audio-less dataset row: stored 0 x 8
-        cols.pop("prosody")
-        cols.pop("prosody_mask", None)
+    if "prosody" in cols:
+        cols["prosody"], cols["prosody_mask"] = row_prosody(dict(row, n_frames=n))
     for k, v in cols.items():
         if len(v) != n:
             raise ValueError(f"row {row.get('dialogue', '?')}: column {k!r} has {len(v)} frames, "

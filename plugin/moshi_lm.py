@@ -2,7 +2,7 @@
 
 :class:`BackchannelLMGen` is an ``LMGen`` (moshi 0.2.x) whose every ``step`` also runs the head on the
 temporal transformer's output of that step and forces tokens before they are sampled (the behaviour,
-floor rules, delays and form layout are in :mod:`backchannel.plugin.moshi_hf`, shared by both Moshi
+floor rules, delays and form layout are in :mod:`backchannel.plugin.duplex`, shared by both Moshi
 adapters). Use it exactly like ``LMGen``: ``with gen.streaming(1): out = gen.step(user_codes)``.
 
 How it hooks in (moshi 0.2.13, ``LMGen._step``), with no change to moshi's code:
@@ -11,7 +11,7 @@ How it hooks in (moshi 0.2.13, ``LMGen._step``), with no change to moshi's code:
    ``graphed_main`` (``LMModel.forward_text``, CUDA-graphed on GPU) in :class:`_Tap`, a plain Python
    callable: after the transformer has run, the tap takes ``transformer_out`` (the last layer after
    ``out_norm``, what the text head and depformer read; the conditional half under CFG), runs the
-   listeners (:class:`~backchannel.plugin.moshi_hf.DuplexControl`) and decides this step's forced
+   listeners (:class:`~backchannel.plugin.duplex.DuplexControl`) and decides this step's forced
    tokens. Running outside the graph, it works with CUDA graphs too.
 2. **Text**: the tap returns the text logits with each forced row replaced by ``0`` at the forced
    id and ``-1e4`` elsewhere, so ``sample_token`` (greedy, temperature, top-k) picks the forced id;
@@ -48,7 +48,7 @@ import torch
 from moshi.models.lm import LMGen, LMModel
 from torch import Tensor
 
-from .moshi_hf import FREE, DuplexControl, SpokenForm, build_forms, form_codes  # noqa: F401 (re-exported)
+from .duplex import FREE, DuplexControl, SpokenForm, build_forms, form_codes  # noqa: F401 (re-exported)
 
 FORCED_OUT = (
     -1e4
@@ -156,7 +156,7 @@ class BackchannelLMGen(LMGen):
         try:
             forced = self.control(transformer_out[:B, -1], prev_text, state.exec_mask.tolist())
         except Exception as err:  # noqa: BLE001 -- never stall Moshi's loop: this step goes on unforced
-            self.control._fault(f"control:{type(err).__name__}", -1, err)
+            self.control.fault(f"control:{type(err).__name__}", -1, err)
             forced = torch.full((B, 1 + self.lm_model.dep_q), FREE, dtype=torch.long)
         self._forced_audio.copy_(forced[:, 1:])
         return forced[:, 0]

@@ -56,7 +56,6 @@ passes, so the pipeline never stops on us. The model runs inline in the event lo
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +96,7 @@ from backchannel.frames import FRAME_S
 from backchannel.lexicon import is_lexical_backchannel
 from backchannel.policy import Decision
 
+from .faults import Faults
 from .listener import StreamingListener
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class BackchannelProcessor(FrameProcessor):
         self.bot_backchannels, self.user_backchannels = bot_backchannels, user_backchannels
         self.max_backchannel_s, self.max_backchannel_words = max_backchannel_s, max_backchannel_words
         self.transcript_wait_s, self.max_bot_lag_s = transcript_wait_s, max_bot_lag_s
-        self.faults: Counter = Counter()
+        self._faults = Faults("BackchannelProcessor", log, consequence="the frame passes unchanged")
         self._tapped = False
         for event in ("on_decision", "on_bot_backchannel", "on_user_backchannel"):
             self._register_event_handler(event, sync=True)
@@ -217,20 +217,20 @@ class BackchannelProcessor(FrameProcessor):
         self._tapped = True
         return BotAudioTap(self)
 
+    @property
+    def faults(self):
+        """Faults by kind (a ``Counter``): of this processor; the listener's own are ``listener.faults``."""
+        return self._faults.counts
+
     def _fault(self, kind: str, err: BaseException) -> None:
-        self.faults[kind] += 1
-        if self.faults[kind] == 1:
-            log.warning("BackchannelProcessor: %s (%s: %s); the frame passes unchanged. Further %r faults are "
-                        "counted in .faults, not logged.", kind, type(err).__name__, err, kind, exc_info=err)
+        self._faults.record(kind, err=err)
 
     # ------------------------------------------------------------------ audio -> listener steps
 
     def _set_rate(self, sample_rate: int) -> None:
         f = self.listener.features
         if f.sample_rate != sample_rate:
-            self.listener.features = type(f)(  # same class and settings, new rate
-                sample_rate, tokenizer=f.tokenizer, vad_mode=f.vad_mode, prosody=f.prosody,
-                norm_window_s=f.norm_window_s, min_voiced_s=f.min_voiced_s)
+            self.listener.features = f.with_rate(sample_rate)  # same class and settings, new rate
         if self.sample_rate is not None:  # a rate change mid-stream starts a new session
             log.warning("BackchannelProcessor: user audio changed from %d Hz to %d Hz; listener reset",
                         self.sample_rate, sample_rate)

@@ -26,7 +26,6 @@ passed in keeps its own). Times in the outputs are seconds from the start of the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections import Counter
@@ -241,7 +240,7 @@ def simulate(source: Mapping | Dialogue, listener: str | None = None, *, out_dir
     report = {
         "corpus": row.get("corpus"), "dialogue": row["dialogue"], "listener": row["listener"],
         "floor": row.get("floor"), "start_s": t0, "seconds": n * FRAME_S, "n_frames": n,
-        "weights": weights, "policy": {k: v for k, v in asdict(model.policy).items() if k != "forms"},
+        "weights": weights, "policy": model.policy.to_dict(),
         "speech_rendering": speech, "speaker_timing": timing, "sample_rate": sample_rate,
         "files": {k: p.name for k, p in paths.items()},
         "faults": dict(model.faults - faults_before),
@@ -414,76 +413,6 @@ def plot_simulation(row: Mapping, decisions: Sequence[Decision], policy: Policy,
 
 # ---------------------------------------------------------------- command line
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``simulate`` to a top-level argparse ``subparsers`` object (the lead's cli calls this)."""
-    p = subparsers.add_parser("simulate", help="replay a corpus dialogue through the streaming listener as "
-                              "if live: stereo WAV, timeline PNG, decisions JSON")
-    p.add_argument("dataset", metavar="DATASET",
-                   help="a prepared dataset folder, or a corpus name (-> data/NAME)")
-    p.add_argument("--dialogue",
-                   help="dialogue id (default: the test-split listener with the most backchannels)")
-    p.add_argument("--listener", help="the listening speaker's id (default: the dialogue's most active "
-                   "backchanneler)")
-    p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`); default: random weights")
-    p.add_argument("--start", type=float, default=0.0, help="replay from this time (s)")
-    p.add_argument("--seconds", type=float, help="replay this many seconds (default: to the end)")
-    p.add_argument("--out", default="simulations", help="output folder (default: simulations)")
-    p.add_argument("--render", choices=RENDERS, default="tts", help="speech: espeak-ng TTS (tones if "
-                   "unavailable) or tones")
-    p.add_argument("--report", help="take threshold, smoothing, refractory, lead and take-turn level from the "
-                   "dev-tuned settings of this `backchannel evaluate` report.json (overrides --threshold and "
-                   "--smoothing)")
-    p.add_argument("--threshold", type=float, default=0.5, help="backchannel trigger threshold (default 0.5)")
-    p.add_argument("--smoothing", type=int, default=1, help="moving average of the probabilities (frames)")
-    p.add_argument("--cadence", type=float,
-                   help="at most this many backchannels per minute (default: no limit)")
-    p.add_argument("--root", help="corpus folder, for the speaker's real word timing (default: the "
-                   "dataset manifest's source_root)")
-    p.add_argument("--sample-rate", type=int, default=16000, help="WAV sample rate, Hz")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the form choice")
-    p.set_defaults(func=cmd_simulate)
-    return p
-
-
-def resolve_dataset(spec: str) -> Path:
-    """A prepared dataset folder, or ``data/<spec>`` for a corpus name; ``CorpusError`` if neither."""
-    from backchannel.corpora.dataset import is_prepared
-    from backchannel.corpora.errors import CorpusError
-    from backchannel.corpora.recipes import CORPORA
-
-    path = Path(spec)
-    if is_prepared(path):
-        return path
-    if spec in CORPORA and is_prepared(Path("data") / spec):
-        return Path("data") / spec
-    hint = Path("data") / spec if spec in CORPORA else path
-    raise CorpusError(hint, f"not a prepared dataset; run `backchannel corpus prepare "
-                            f"{spec if spec in CORPORA else 'CORPUS'}` first")
-
-
-def pick_row(dsd, dataset: Path, dialogue: str | None, listener: str | None) -> dict:
-    """The row of ``dialogue``/``listener``; where either is not given, the matching row with the most
-    real backchannels (in the test split, else dev, else train). ``CorpusError`` naming the dataset and
-    a few of its rows when nothing matches."""
-    from backchannel.corpora.errors import CorpusError
-
-    seen = []
-    for split in ("test", "dev", "train"):
-        ds = dsd[split]
-        if not len(ds):
-            continue
-        keys = list(zip(ds["dialogue"], ds["listener"]))
-        n_bc = [len(x) for x in ds["bc_onsets"]]
-        hits = [i for i, (d, l) in enumerate(keys)
-                if (dialogue is None or d == dialogue) and (listener is None or l == listener)]
-        if hits:
-            return ds[max(hits, key=lambda i: (n_bc[i], -i))]
-        seen += [f"{d}/{l}" for d, l in keys]
-    where = f"dialogue {dialogue!r}" + (f" listener {listener!r}" if listener else "")
-    raise CorpusError(dataset, f"no row for {where}; rows: {', '.join(seen[:12])}"
-                               f"{' ...' if len(seen) > 12 else ''}")
-
-
 def source_dialogue(manifest: Mapping, dialogue_id: str,
                     root: str | None = None) -> tuple[Dialogue | None, str]:
     """Re-read ``dialogue_id`` from its corpus (``root`` or the manifest's ``source_root``) for the
@@ -508,13 +437,13 @@ def source_dialogue(manifest: Mapping, dialogue_id: str,
 
 
 def cmd_simulate(args) -> int:
-    from backchannel.corpora.dataset import load_prepared
+    from backchannel.corpora.dataset import find_row, load_prepared, resolve_prepared
 
     from backchannel.policy import Policy
 
-    dataset = resolve_dataset(args.dataset)
+    dataset = resolve_prepared(args.dataset)
     dsd, manifest = load_prepared(dataset)
-    row = pick_row(dsd, dataset, args.dialogue, args.listener)
+    row = find_row(dsd, dataset, args.dialogue, args.listener)
     dialogue, why = source_dialogue(manifest, row["dialogue"], args.root)
     if dialogue is not None and dialogue.n_frames < int(row["n_frames"]):
         dialogue, why = None, f"{dialogue.source}: shorter than the dataset row"

@@ -3,14 +3,25 @@ import numpy as np
 import pytest
 
 from backchannel.baselines import (
+    PAUSE_GATE_COOLDOWN,
+    WT_REFRACTORY,
     HandcraftedFeatures,
     LogisticBaseline,
     has_prosody,
     low_pitch_frames,
     pause_gate,
     random_onsets,
+    rule_onsets,
     ward_tsukahara,
 )
+
+
+def gate_onsets(va, cooldown=PAUSE_GATE_COOLDOWN, **kw):
+    return rule_onsets(pause_gate(va, **kw), cooldown)
+
+
+def wt_onsets(*args, **kw):
+    return rule_onsets(ward_tsukahara(*args, **kw), WT_REFRACTORY)
 
 
 def blocks(*spec):
@@ -33,25 +44,24 @@ def test_pause_gate_fires_at_exact_frame_with_cooldown():
                 (1, 10), (0, 5),   # 15-24 speech; would fire at frame 27 (2.24 s): within 2.5 s cooldown
                 (1, 8), (0, 5),    # 30-37: only 0.64 s of speech -> no firing at frame 40
                 (1, 10), (0, 5))   # 43-52 speech; fires at frame 55 -> 4.48 s (3.44 s after 1.04)
-    onsets, scores = pause_gate(va)
-    assert np.allclose(onsets, [1.04, 4.48])
-    assert list(np.flatnonzero(scores)) == [12, 13, 14, 27, 28, 29, 55, 56, 57]
+    assert np.allclose(gate_onsets(va), [1.04, 4.48])
+    assert list(np.flatnonzero(pause_gate(va))) == [12, 13, 14, 27, 28, 29, 55, 56, 57]
     # without cooldown the second pause fires too
-    assert np.allclose(pause_gate(va, cooldown=0.0).onsets, [1.04, 2.24, 4.48])
+    assert np.allclose(gate_onsets(va, cooldown=0.0), [1.04, 2.24, 4.48])
 
 
 def test_pause_gate_short_gaps_do_not_reset_speech():
     # 5 + 4 voiced frames around a 2-frame (160 ms) gap = 0.72 s of speech -> fires at frame 13 (1.12 s)
-    assert np.allclose(pause_gate(blocks((1, 5), (0, 2), (1, 4), (0, 3))).onsets, [1.12])
+    assert np.allclose(gate_onsets(blocks((1, 5), (0, 2), (1, 4), (0, 3))), [1.12])
     # a 3-frame gap is a pause: 0.40 s, then 0.32 s of speech -> never enough
-    assert len(pause_gate(blocks((1, 5), (0, 3), (1, 4), (0, 3))).onsets) == 0
+    assert len(gate_onsets(blocks((1, 5), (0, 3), (1, 4), (0, 3)))) == 0
 
 
 def test_pause_gate_is_causal():
     va = blocks((1, 10), (0, 5), (1, 10), (0, 40))
     changed = va.copy()
     changed[20:] = 1 - changed[20:]
-    assert np.array_equal(pause_gate(va).scores[:20], pause_gate(changed).scores[:20])
+    assert np.array_equal(pause_gate(va)[:20], pause_gate(changed)[:20])
 
 
 def pitch_track():
@@ -71,30 +81,29 @@ def pitch_track():
 def test_ward_tsukahara_on_hand_built_pitch_track():
     prosody, mask, va_s, va_l = pitch_track()
     assert list(np.flatnonzero(low_pitch_frames(prosody[:, 0], mask))) == [10, 11, 17, 18, 24, 35, 36]
-    onsets, scores = ward_tsukahara(prosody, mask, va_s, va_l)
-    # region 10-11: 0.8 s of speech before, detected at frame 11 -> onset 0.80 + 0.70 = 1.50 s
-    # region 17-18: onset 1.36 + 0.70 = 2.06 s, only 0.56 s after 1.50 -> dropped (800 ms rule)
-    # frame 24: a single low frame (80 ms < 110 ms) -> nothing
-    # region 35-36: onset 2.80 + 0.70 = 3.50 s
-    assert np.allclose(onsets, [1.5, 3.5])
-    assert list(np.flatnonzero(scores)) == list(range(11, 18)) + list(range(18, 25)) + list(range(36, 43))
+    scores = ward_tsukahara(prosody, mask, va_s, va_l)
+    # region 10-11: 0.8 s of speech before, detected at frame 11 -> 0.80 + 0.70 = 1.50 s, said at the end of
+    # the frame holding it (frame 18: 1.44-1.52 s); region 17-18: 1.36 + 0.70 = 2.06 s -> frame 25 (2.08 s),
+    # only 0.56 s after 1.52 -> dropped (800 ms rule); frame 24: a single low frame (80 ms < 110 ms) ->
+    # nothing; region 35-36: 2.80 + 0.70 = 3.50 s -> frame 43 (3.52 s)
+    assert list(np.flatnonzero(scores)) == [18, 25, 43]
+    assert np.allclose(wt_onsets(prosody, mask, va_s, va_l), [1.52, 3.52])
 
 
 def test_ward_tsukahara_listener_speaking_and_short_speech():
     prosody, mask, va_s, va_l = pitch_track()
     va_l[11] = 1.0  # listener speaks when region 1 is detected -> only regions 2 and 3 fire
-    assert np.allclose(ward_tsukahara(prosody, mask, va_s, va_l).onsets, [2.06, 3.5])
+    assert np.allclose(wt_onsets(prosody, mask, va_s, va_l), [2.08, 3.52])
     prosody, mask, va_s, va_l = pitch_track()
     va_s[:5] = 0.0  # speech starts at frame 5: 0.4 s before region 1 (< 0.7 s)
-    assert np.allclose(ward_tsukahara(prosody, mask, va_s, va_l).onsets, [2.06, 3.5])
+    assert np.allclose(wt_onsets(prosody, mask, va_s, va_l), [2.08, 3.52])
 
 
 def test_ward_tsukahara_precomputed_flag_and_no_prosody():
     prosody, mask, va_s, va_l = pitch_track()
     flag = np.column_stack([prosody[:, 0], low_pitch_frames(prosody[:, 0], mask)])
-    assert np.allclose(ward_tsukahara(flag, mask, va_s, va_l, low_pitch_col=1).onsets, [1.5, 3.5])
-    none = ward_tsukahara(prosody, np.zeros(60, dtype=bool), va_s, va_l)
-    assert len(none.onsets) == 0 and none.scores is None
+    assert np.allclose(wt_onsets(flag, mask, va_s, va_l, low_pitch_col=1), [1.52, 3.52])
+    assert ward_tsukahara(prosody, np.zeros(60, dtype=bool), va_s, va_l) is None
     assert not has_prosody(np.zeros(60, dtype=bool)) and has_prosody(mask)
 
 

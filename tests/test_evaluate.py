@@ -1,4 +1,5 @@
-"""``backchannel evaluate``: tuning on dev only, fake predictors with hand-computed figures, output files."""
+"""``backchannel evaluate``: tuning on dev only through the one decision core, fake predictors with
+hand-computed figures, output files."""
 from __future__ import annotations
 
 import argparse
@@ -7,29 +8,27 @@ import math
 
 import numpy as np
 import pytest
+from backchannel.corpora.errors import CorpusError
 from backchannel.corpora.framing import label_frames
 
 from backchannel import metrics
-from backchannel.baselines import ward_tsukahara
-from backchannel.evaluate import (
-    EvalSettings,
-    evaluate,
-    evaluate_corpus,
-    export_textgrid,
-    random_system,
-    read_onsets_jsonl,
-    register,
-    resolve_dataset,
-    rule_system,
-    run_head,
-    run_rule,
-    sample_rows,
-    tune,
-    tune_shift_threshold,
-)
-from backchannel.frames import FRAME_S, num_frames
+from backchannel.baselines import WT_REFRACTORY, random_onsets, rule_onsets, ward_tsukahara
+from backchannel.corpora.dataset import resolve_prepared
+from backchannel.evaluation.cli import register
+from backchannel.evaluation.data import sample_rows
+from backchannel.evaluation.io import export_textgrid, read_onsets_jsonl
+from backchannel.evaluation.run import EvalSettings, evaluate, evaluate_corpus, random_system, rule_system
+from backchannel.evaluation.systems import Head, WardTsukahara
+from backchannel.evaluation.tuning import PolicyGrid, tune_backchannel, tune_shift_hold
+from backchannel.frames import FRAME_S, frame_end, num_frames, time_to_frame
+from backchannel.policy import Policy
 
-FAST = EvalSettings(smoothing=(1, 3), leads=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), seeds=(0, 1, 2))
+LEADS = tuple(round(0.08 * k, 2) for k in range(7))  # 0 .. 0.48 s
+FAST = EvalSettings(grid=PolicyGrid(smoothing=(1, 3), lead=LEADS), seeds=(0, 1, 2))
+
+
+def variants(section, system, definition="all"):
+    return section["systems"][system]["definitions"][definition]["variants"]
 
 
 def toy_row(dialogue, bc=(), shifts=(), holds=(), *, listener="f", split="test", seconds=60.0, corpus="toy"):
@@ -84,7 +83,7 @@ class SilenceDriven:
     def predict_rows(self, rows):
         out = []
         for r in rows:
-            s = metrics.smooth(1.0 - np.asarray(r["va_speaker"], float), 3)
+            s = Policy(smoothing=3).smooth(1.0 - np.asarray(r["va_speaker"], float))
             p = np.column_stack([1 - s, 0.7 * s, 0.3 * s])
             out.append({"action_probs": p, "type_probs": np.full((len(s), 5), 0.2), "vap_p_shift": s})
         return out
@@ -95,8 +94,11 @@ def spaced(start, k, gap=7.3):
 
 
 # ----------------------------------------------------------------------------------------------
-def test_tune_picks_the_same_settings_as_tune_threshold():
+def test_tuning_finds_what_an_exhaustive_search_finds():
+    """The pruned search over policy settings picks the setting (and F1, rate) an exhaustive search over the
+    same grid picks, scoring fewer settings."""
     rng = np.random.default_rng(1)
+    grid = PolicyGrid(smoothing=(1, 3), lead=LEADS)
     for noise, bump in ((0.3, 0.8), (0.6, 0.25)):
         probs, trues = [], []
         for _ in range(3):
@@ -105,32 +107,46 @@ def test_tune_picks_the_same_settings_as_tune_threshold():
             for o in on:
                 k = int(o / FRAME_S)
                 x[k - rng.integers(2, 8) : k] += bump * rng.random()
-            probs.append(np.clip(x, 0, 1))
+            x = np.clip(x, 0, 1)
+            probs.append(np.column_stack([1 - x, x, 0 * x]))
             trues.append(on)
+        minutes = 3 * 1200 * FRAME_S / 60
+        human = 45 / minutes
         for factor in (None, 1.25):
-            fast = tune(probs, trues, FAST, factor)
-            full = metrics.tune_threshold(probs, trues, (-0.5, 0.5), smoothing=FAST.smoothing, lead=FAST.leads,
-                                          rate_factor=factor)
-            assert fast.settings == full.settings and fast.f1 == full.f1 and fast.rate == full.rate
-            assert len(fast.table) < len(full.table)
+            fast = tune_backchannel(probs, trues, grid=grid, rate_factor=factor)
+            table = []
+            for w in grid.smoothing:
+                for on in grid.on:
+                    for lead in grid.lead:
+                        pol = Policy(on=on, smoothing=w, lead=lead, take_turn=None)
+                        onsets = [pol.run(p).backchannel_onsets for p in probs]
+                        f1 = metrics.event_scores(onsets, trues, [(-0.5, 0.5)])["[-500,+500]"].f1
+                        rate = sum(len(o) for o in onsets) / minutes
+                        table.append((f1, -abs(math.log(rate / human)) if rate else -math.inf, pol))
+            pool = [r for r in table if factor is None or -r[1] <= math.log(factor) + 1e-9] or table
+            f1, _, best = max(pool, key=lambda r: r[:2])
+            assert (fast.policy.on, fast.policy.smoothing, fast.policy.lead) == (best.on, best.smoothing, best.lead)
+            assert fast.f1 == f1 and fast.in_band
+            assert len(fast.table) < len(table)
 
 
 def test_perfect_predictor_hits_every_onset_when_the_lead_allows():
     dev = [toy_row("d1", spaced(3.03, 7), split="dev"), toy_row("d2", spaced(5.51, 6), split="dev")]
     test = [toy_row("t1", spaced(4.27, 7)), toy_row("t2", spaced(2.95, 8))]
     sec, _ = evaluate_corpus("toy", dev, test, predictor=Perfect(), systems=["head"], settings=FAST, progress=False)
-    for v in sec["systems"]["head"]["variants"].values():
+    for v in variants(sec, "head").values():
         assert v["events"]["[-500,+500]"] == {"tp": 15, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
         assert v["cadence"]["rate_ratio"] == pytest.approx(1.0)
-    # the trigger fires 420-500 ms before each onset: [-200,+200] needs a lead of 0.3-0.5 s
-    tight = EvalSettings(smoothing=(1,), leads=(0.0, 0.1, 0.2, 0.3, 0.4), tune_margin=(-0.2, 0.2), seeds=(0,))
+    # the trigger fires 420-500 ms before each onset: [-200,+200] needs a lead of 0.30-0.62 s (whole frames:
+    # 0.32 or 0.40 s in a grid that stops at 0.40)
+    tight = EvalSettings(grid=PolicyGrid(smoothing=(1,), lead=LEADS[:6]), tune_margin=(-0.2, 0.2), seeds=(0,))
     sec, _ = evaluate_corpus("toy", dev, test, predictor=Perfect(), systems=["head"], settings=tight, progress=False)
-    v = sec["systems"]["head"]["variants"]["f1"]
-    assert v["settings"]["lead"] in (0.3, 0.4)
+    v = variants(sec, "head")["f1"]
+    assert v["policy"]["lead"] in (0.32, 0.4)
     assert v["events"]["[-200,+200]"]["f1"] == 1.0 and v["events"]["[-500,+500]"]["f1"] == 1.0
-    no_lead = EvalSettings(smoothing=(1,), leads=(0.0,), tune_margin=(-0.2, 0.2), seeds=(0,))
+    no_lead = EvalSettings(grid=PolicyGrid(smoothing=(1,), lead=(0.0,)), tune_margin=(-0.2, 0.2), seeds=(0,))
     sec, _ = evaluate_corpus("toy", dev, test, predictor=Perfect(), systems=["head"], settings=no_lead, progress=False)
-    assert sec["systems"]["head"]["variants"]["f1"]["events"]["[-200,+200]"]["f1"] == 0.0
+    assert variants(sec, "head")["f1"]["events"]["[-200,+200]"]["f1"] == 0.0
 
 
 def test_constant_predictor_fires_once_per_row():
@@ -142,8 +158,8 @@ def test_constant_predictor_fires_once_per_row():
                              settings=FAST, progress=False)
     head = sec["systems"]["head"]
     n_true, rows, minutes = 12, 3, 3 * 90.0 / 60
-    for v in head["variants"].values():
-        assert v["settings"]["threshold"] <= 0.6
+    for v in head["definitions"]["all"]["variants"].values():
+        assert v["policy"]["on"] <= 0.6
         ev = v["events"]["[-500,+500]"]
         assert (ev["tp"], ev["fp"], ev["fn"]) == (3, 0, 9)
         assert ev["f1"] == pytest.approx(2 * 3 / (3 + n_true))
@@ -166,22 +182,31 @@ def test_tuning_uses_dev_labels_only():
     b, _ = evaluate_corpus("toy", dev, changed, predictor=SilenceDriven(), systems=["head"], settings=FAST,
                            progress=False)
     ha, hb = a["systems"]["head"], b["systems"]["head"]
+    va, vb = ha["definitions"]["all"]["variants"], hb["definitions"]["all"]["variants"]
     for variant in ("f1", "rate_matched"):
-        assert ha["variants"][variant]["settings"] == hb["variants"][variant]["settings"]
-        assert ha["variants"][variant]["dev"] == hb["variants"][variant]["dev"]
-    assert ha["variants"]["f1"]["events"] != hb["variants"]["f1"]["events"]
-    for source in ("take_turn", "vap_p_shift"):
-        assert ha["shift_hold"][source]["threshold"] == hb["shift_hold"][source]["threshold"]
-    assert ha["take_turn"]["settings"] == hb["take_turn"]["settings"]
+        assert va[variant]["policy"] == vb[variant]["policy"]  # take-turn level included
+        assert va[variant]["dev"] == vb[variant]["dev"]
+    assert va["f1"]["events"] != vb["f1"]["events"]
+    assert va["f1"]["take_turn"] != vb["f1"]["take_turn"]
+    for key in ("take_turn_level", "shipped_take_turn_level", "dev_balanced_accuracy"):
+        assert ha["shift_hold"][key] == hb["shift_hold"][key]
 
 
-def test_shift_threshold_maximises_balanced_accuracy():
-    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.35, 0.6, 0.7])
-    labels = np.array([0, 0, 0, 1, 0, 1, 1])
-    thr = tune_shift_threshold(scores, labels)
-    assert thr == 0.4  # shift iff >= 0.4: all right
-    assert metrics.balanced_accuracy(labels, scores >= thr) == 1.0
-    assert tune_shift_threshold([0.3, 0.9], [1, 1]) == 0.5
+def test_shift_hold_level_maximises_balanced_accuracy():
+    """Pauses whose VAP window (50-150 ms in) holds p(TAKE_TURN) 0.1, 0.2, 0.3, 0.35 (holds) and 0.4, 0.6, 0.7
+    (shifts): taking the turn at >= 0.4 gets every pause right."""
+    n = 200
+    p = np.zeros(n)
+    holds, shifts = [], []
+    for k, (score, label) in enumerate(zip([0.1, 0.2, 0.3, 0.4, 0.35, 0.6, 0.7], [0, 0, 0, 1, 0, 1, 1])):
+        start = 1.0 + 2.0 * k  # window frame: the one ending in [start + 0.05, start + 0.15]
+        p[metrics.pause_window_frames(start)] = score
+        (shifts if label else holds).append((start, start + 0.5))
+    row = {"hold_pauses": np.array(holds), "shift_pauses": np.array(shifts)}
+    probs = np.column_stack([1 - p, 0 * p, p])
+    grid = PolicyGrid(take_turn=(0.2, 0.3, 0.4, 0.5))
+    policy, ba = tune_shift_hold(Policy(on=1.0), [probs], [row], grid=grid)
+    assert policy.take_turn == 0.4 and ba == 1.0
 
 
 def test_random_baseline_has_the_true_count_and_averages_seeds():
@@ -191,32 +216,34 @@ def test_random_baseline_has_the_true_count_and_averages_seeds():
     per_seed = []
     for seed in FAST.seeds:
         rng = np.random.default_rng(seed)
-        from backchannel.baselines import random_onsets
-
-        run = [random_onsets(len(r["bc_onsets"]), r["n_frames"] * FRAME_S, rng, 0.8) for r in rows]
+        # the random times, said at the end of the frame holding each (through the policy)
+        run = [frame_end(np.array([time_to_frame(t) for t in random_onsets(len(r["bc_onsets"]),
+                                                                             r["n_frames"] * FRAME_S, rng, 0.8)]))
+               for r in rows]
         per_seed.append(metrics.event_scores(run, [r["bc_onsets"] for r in rows])["[-500,+500]"].f1)
-    ev = rep["variants"]["true_count"]["events"]["[-500,+500]"]
+    v = rep["definitions"]["all"]["variants"]["true_count"]
+    ev = v["events"]["[-500,+500]"]
     assert ev["f1"] == pytest.approx(np.mean(per_seed)) and ev["f1_std"] == pytest.approx(np.std(per_seed))
-    assert rep["variants"]["true_count"]["cadence"]["rate_ratio"] == pytest.approx(1.0)
+    assert v["cadence"]["rate_ratio"] == pytest.approx(1.0)
 
 
 def test_ward_tsukahara_only_on_rows_with_audio():
     rows = [toy_row("t1", spaced(3.0, 6)), toy_row("t2", spaced(2.0, 4))]
-    rep, _ = rule_system(run_rule("ward_tsukahara", rows, progress=False), rows, FAST)
+    rep, _ = rule_system(WardTsukahara(), rows, FAST)
     assert rep == {"status": "n/a: no audio"}
     n = rows[1]["n_frames"]
     prosody, mask = np.zeros((n, 8), np.float32), np.zeros((n, 8), bool)
     mask[:, 4:6] = True
     prosody[np.arange(n) % 50 < 3, 5] = 1  # the speaker's low-pitch flag, 3 frames every 4 s
     rows[1] = dict(rows[1], prosody=prosody, prosody_mask=mask)
-    out = run_rule("ward_tsukahara", rows, progress=False)
-    assert out.onsets[0] is None
-    expect = ward_tsukahara(prosody, mask, rows[1]["va_speaker"], rows[1]["va_listener"], low_pitch_col=5).onsets
-    assert len(expect) > 0 and np.array_equal(out.onsets[1], expect)
-    rep, _ = rule_system(out, rows, FAST)
+    rep, ext = rule_system(WardTsukahara(), rows, FAST)
+    assert len(ext["onsets"]["rule"][0]) == 0 and ext["rows"] == [1]
+    expect = rule_onsets(ward_tsukahara(prosody, mask, rows[1]["va_speaker"], rows[1]["va_listener"],
+                                        low_pitch_col=5), WT_REFRACTORY)
+    assert len(expect) > 0 and np.array_equal(ext["onsets"]["rule"][1], expect)
     assert rep["status"] == "ok" and (rep["rows"], rep["rows_total"]) == (1, 2)
-    assert rep["variants"]["rule"]["events"]["[-500,+500]"]["tp"] + \
-        rep["variants"]["rule"]["events"]["[-500,+500]"]["fn"] == 4
+    ev = rep["definitions"]["all"]["variants"]["rule"]["events"]["[-500,+500]"]
+    assert ev["tp"] + ev["fn"] == 4
 
 
 def test_bad_inputs_get_clear_errors(tmp_path):
@@ -227,14 +254,16 @@ def test_bad_inputs_get_clear_errors(tmp_path):
             return [{"action_probs": np.zeros((5, 3)), "type_probs": np.zeros((5, 5)), "vap_p_shift": None}]
 
     with pytest.raises(ValueError, match="toy/t1/f: predictor gave action_probs"):
-        run_head(Short(), rows, progress=False)
+        Head(Short()).predict(rows)
+    with pytest.raises(ValueError, match="checkpoint runs/x.ckpt: toy/t1/f: predictor gave"):
+        Head(Short(), source="runs/x.ckpt").predict(rows)
     with pytest.raises(ValueError, match="unknown systems"):
         evaluate_corpus("toy", rows, rows, systems=["oracle"], progress=False)
-    with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
-        resolve_dataset("nope", data_root=tmp_path)
+    with pytest.raises(CorpusError, match="not a prepared dataset"):
+        resolve_prepared("nope", data_root=tmp_path)
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"corpus": "a", "dialogue": "b", "listener": "c", "onsets": []}\n{"corpus": 1}\n')
-    with pytest.raises(ValueError, match=r"x.jsonl:2: missing"):
+    with pytest.raises(CorpusError, match=r"x.jsonl.*2.*missing"):
         read_onsets_jsonl(bad)
 
 
@@ -283,7 +312,7 @@ def demo_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def demo_report(demo_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    settings = EvalSettings(smoothing=(1, 3), seeds=(0, 1))
+    settings = EvalSettings(grid=PolicyGrid(smoothing=(1, 3)), seeds=(0, 1))
     return evaluate([demo_dataset], Perfect(), out, settings=settings, textgrid="q7ec1:f", progress=False), out
 
 
@@ -293,11 +322,13 @@ def test_demo_report_has_every_system_and_file(demo_report):
     status = {k: v["status"] for k, v in sec["systems"].items()}
     assert status == {"random": "ok", "pause_gate": "ok", "ward_tsukahara": "n/a: no audio", "logistic": "ok",
                       "head": "ok"}
+    d = sec["definitions"][0]
     assert sec["headline"] == "head" and sec["onsets_file"]["variant"] == "rate_matched"
-    assert sec["systems"]["head"]["variants"]["f1"]["events"]["[-500,+500]"]["f1"] == 1.0
-    gate = sec["systems"]["pause_gate"]["variants"]["rule"]["events"]["[-500,+500]"]["f1"]
-    assert sec["ratios"]["head/f1_over_pause_gate"]["[-500,+500]"] == pytest.approx(1.0 / gate)
-    assert set(sec["systems"]["logistic"]["shift_hold"]) == {"take_turn"}
+    assert variants(sec, "head", d)["f1"]["events"]["[-500,+500]"]["f1"] == 1.0
+    gate = variants(sec, "pause_gate", d)["rule"]["events"]["[-500,+500]"]["f1"]
+    assert sec["ratios"][d]["head/f1_over_pause_gate"]["[-500,+500]"] == pytest.approx(1.0 / gate)
+    assert "vap_zero_shot" not in sec["systems"]["logistic"]["shift_hold"]  # no backbone: no VAP figure
+    assert 0 <= sec["systems"]["logistic"]["shift_hold"]["balanced_accuracy"] <= 1
     for name in ("report.json", "report.md", "demo-test-onsets.jsonl", "demo-q7ec1-f.TextGrid",
                  "demo-onset-offsets.png", "demo-pr-backchannel.png", "demo-timeline.png",
                  "onsets/demo-random.jsonl", "onsets/demo-pause_gate.jsonl", "onsets/demo-logistic.jsonl"):
@@ -319,16 +350,20 @@ def test_onsets_file_is_json_lines_that_rescore_to_the_report(demo_report, demo_
 
     lines = (out / "demo-test-onsets.jsonl").read_text().splitlines()
     items = [json.loads(x) for x in lines]
+    assert all(len(i["forms"]) == len(i["onsets"]) for i in items)
+    items = [{k: i[k] for k in ("corpus", "dialogue", "listener", "onsets")} for i in items]
     dsd, _ = load_prepared(demo_dataset)
     test = dsd["test"]
     assert [(i["dialogue"], i["listener"]) for i in items] == list(zip(test["dialogue"], test["listener"]))
     assert all(set(i) == {"corpus", "dialogue", "listener", "onsets"} and i["corpus"] == "demo" for i in items)
     assert all(i["onsets"] == sorted(i["onsets"]) and all(isinstance(x, float) for x in i["onsets"]) for i in items)
     scores = metrics.event_scores([i["onsets"] for i in items], test["bc_onsets"])
-    reported = report["corpora"]["demo"]["systems"]["head"]["variants"]["rate_matched"]["events"]
+    sec = report["corpora"]["demo"]
+    reported = variants(sec, "head", sec["definitions"][0])["rate_matched"]["events"]
     for label, s in scores.items():
         assert s.f1 == pytest.approx(reported[label]["f1"])
-    assert read_onsets_jsonl(out / "demo-test-onsets.jsonl") == items
+    assert [{k: i[k] for k in ("corpus", "dialogue", "listener", "onsets")}
+            for i in read_onsets_jsonl(out / "demo-test-onsets.jsonl")] == items
 
 
 def test_cli_register_and_run(demo_dataset, tmp_path, capsys):
@@ -340,8 +375,8 @@ def test_cli_register_and_run(demo_dataset, tmp_path, capsys):
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["systems"] == ["random", "pause_gate"] and report["settings"]["seeds"] == [0, 1]
     assert report["corpora"]["demo"]["onsets_file"]["system"] == "pause_gate"
-    assert not math.isnan(report["corpora"]["demo"]["systems"]["pause_gate"]["variants"]["rule"]["events"]
-                          ["[-500,+500]"]["f1"])
+    sec = report["corpora"]["demo"]
+    assert not math.isnan(variants(sec, "pause_gate", sec["definitions"][0])["rule"]["events"]["[-500,+500]"]["f1"])
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--systems", "random,oracle"])
     args = parser.parse_args(["evaluate", str(tmp_path / "missing"), "--out", str(tmp_path / "ev2")])

@@ -17,7 +17,6 @@ from backchannel.plugin.listener import ListenerPool, StreamingListener, run_off
 from backchannel.backbones import TimingBackbone
 from backchannel.frames import FRAME_S
 from backchannel.head import TimingHead
-from backchannel.metrics import smooth, trigger_onsets
 from backchannel.policy import Policy
 from backchannel.text import TextTokenizer
 
@@ -119,13 +118,12 @@ def test_streaming_equals_offline_evaluation(model):
     frames = synthetic_dialogue(520, seed=1)
     probs, _ = offline_probs(backbone, head, frames)
     smoothing, refractory = 3, 0.8
-    s = smooth(probs, smoothing)
+    s = Policy(smoothing=smoothing).smooth(probs)
     on = safe_threshold(s[:, 1], 0.7)
     take = safe_threshold(s[:, 2], 0.9)
-    onsets = trigger_onsets(probs[:, 1], on, refractory=refractory, smoothing=smoothing)
-    assert len(onsets) >= 5
-
     policy = Policy(on=on, smoothing=smoothing, refractory=refractory, take_turn=take)
+    onsets = Policy(on=on, smoothing=smoothing, refractory=refractory, take_turn=None).run(probs).backchannel_onsets
+    assert len(onsets) >= 5
     decisions = run_offline(StreamingListener(backbone, head, policy, deadline_s=NO_DEADLINE), frames)
 
     assert [d.frame for d in decisions] == list(range(520))
@@ -219,10 +217,11 @@ def test_step_hidden_equals_step(model):
     policy = Policy(on=0.2, refractory=0.0)
     full = run_offline(StreamingListener(backbone, head, policy, deadline_s=NO_DEADLINE), frames)
     feats, state = StreamingFeatures(), backbone.init_state(1)
+    fstate = feats.init_state(1)[0]
     head_only = StreamingListener(None, head, policy, deadline_s=NO_DEADLINE)
     got = []
     for f in frames:
-        hidden, state = backbone.step(state, feats(f))
+        hidden, state = backbone.step(state, feats.step(fstate, f))
         got.append(head_only.step_hidden(hidden))
     assert got == full
 
@@ -312,7 +311,7 @@ def test_backbone_failure_mid_step_drops_the_frame():
     listener = StreamingListener(backbone, head, Policy(on=1.0, take_turn=None), deadline_s=NO_DEADLINE)
     decisions = [listener.step(f) for f in frames]
     del block.step
-    assert decisions[25].fault == "model:RuntimeError" and listener.backbone_state.t == 59
+    assert decisions[25].fault == "model:RuntimeError" and int(listener.backbone_state.t) == 59
     want = reference_p_bc(backbone, head, frames[:25] + frames[26:])
     got = np.array([d.probability for d in decisions[:25] + decisions[26:]])
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -330,7 +329,7 @@ def test_nan_and_bad_input_frames_are_silent(model, caplog):
     silent = {d.frame: d.fault for d in decisions if d.action == "SILENT"}
     assert silent == {4: "features:ValueError", 7: "model:nan"}
     assert "missing 'va_speaker'" in caplog.records[0].getMessage()
-    assert listener.features.t == 12 and listener.backbone_state.t == 11  # frame 4 never reached the model
+    assert listener.feature_state[0].t == 12 and int(listener.backbone_state.t) == 11  # frame 4 never reached it
 
 
 def test_quiet_switch(model):
@@ -352,8 +351,9 @@ def test_given_features_equal_the_batched_inputs():
     frames = synthetic_dialogue(80, seed=8)
     whole = batched(frames)
     feats = StreamingFeatures()
+    state = feats.init_state(1)[0]
     for t, f in enumerate(frames):
-        got = feats(f)
+        got = feats.step(state, f)
         for key, x in whole.items():
             assert torch.equal(got[key], x[:, t]), (key, t)
 
@@ -361,6 +361,7 @@ def test_given_features_equal_the_batched_inputs():
 def test_words_become_visible_at_their_end_frame():
     tok = TextTokenizer()
     feats = StreamingFeatures(tokenizer=tok)
+    state = feats.init_state(1)[0]
     silence = {"va_listener": 0.0, "va_speaker": 0.0}
     ids = []
     for t in range(14):
@@ -369,7 +370,7 @@ def test_words_become_visible_at_their_end_frame():
             words["speaker_words"] = [Word(0.1, 0.17, "go"), ("left", 1.0)]
         if t == 5:  # arrives late: ended at 0.1 s (frame 1), visible from now
             words["listener_words"] = [("okay", 0.1)]
-        ids.append(feats(silence, **words)["text_ids"][0])
+        ids.append(feats.step(state, silence, **words)["text_ids"][0])
     visible = {t: x for t, x in enumerate(ids) if x.any()}
     assert sorted(visible) == [2, 5, 12]
     assert visible[2].tolist() == [[0, 0], [tok.word_id("go"), 0]]
@@ -379,15 +380,16 @@ def test_words_become_visible_at_their_end_frame():
 
 def test_feature_errors_name_the_frame_and_keep_the_clock():
     feats = StreamingFeatures()
-    feats({"va_listener": 0.0, "va_speaker": 0.0})
+    state = feats.init_state(1)[0]
+    feats.step(state, {"va_listener": 0.0, "va_speaker": 0.0})
     with pytest.raises(ValueError, match="frame 1: prosody value 2 is NaN/inf but not masked"):
-        feats({"va_listener": 0.0, "va_speaker": 0.0, "prosody": [0, 0, np.nan, 0, 0, 0, 0, 0],
-               "prosody_mask": [True] * 8})
+        feats.step(state, {"va_listener": 0.0, "va_speaker": 0.0, "prosody": [0, 0, np.nan, 0, 0, 0, 0, 0],
+                           "prosody_mask": [True] * 8})
     with pytest.raises(ValueError, match="frame 2: listener: audio frame has 100 samples, expected 1280"):
-        feats(listener_pcm=np.zeros(100))
+        feats.step(state, listener_pcm=np.zeros(100))
     with pytest.raises(ValueError, match="frame 3: no input"):
-        feats()
-    assert feats.t == 4
+        feats.step(state)
+    assert state.t == 4
 
 
 def tone_with_pauses(sr: int, seed: int = 0) -> np.ndarray:
@@ -401,7 +403,8 @@ def tone_with_pauses(sr: int, seed: int = 0) -> np.ndarray:
 
 def stream_audio(feats: StreamingFeatures, x: np.ndarray, sr: int) -> list[dict]:
     n = round(FRAME_S * sr)
-    return [feats(listener_pcm=x[i * n:(i + 1) * n]) for i in range(len(x) // n)]
+    state = feats.init_state(1)[0]
+    return [feats.step(state, listener_pcm=x[i * n:(i + 1) * n]) for i in range(len(x) // n)]
 
 
 def test_audio_path_voice_activity_and_prosody():
@@ -450,9 +453,76 @@ def test_audio_less_dataset_rows_replay_with_masked_prosody(model):
     stored = full | {"prosody": [], "prosody_mask": []}
     listener = StreamingListener(backbone, head, Policy(on=0.3), deadline_s=NO_DEADLINE)
     assert run_offline(listener, stored) == run_offline(listener, full)
-    assert all("prosody" not in f for f in split_frames(stored))
+    assert all(not np.any(f["prosody_mask"]) for f in split_frames(stored))  # absent audio: all masked
     hf = HandcraftedFeatures()
     row = {"va_speaker": full["va_speaker"], "va_listener": full["va_listener"], "prosody": [], "prosody_mask": []}
     x = hf.from_row(row)
     y = hf(full["va_speaker"], full["va_listener"], None, np.zeros((30, 8)), np.zeros((30, 8), bool))
     np.testing.assert_array_equal(x, y)
+
+
+# ------------------------------------------------------------------------------------ one frame-input path
+
+def _round_trip(row, tokenizer):
+    """A dataset row cut into frames and fed through the streaming builder, stacked along time."""
+    feats = StreamingFeatures(tokenizer=tokenizer)
+    state = feats.init_state(1)[0]
+    frames = [feats.step(state, f) for f in split_frames(row)]
+    return {k: torch.cat([f[k] for f in frames]) for k in frames[0]}
+
+
+@pytest.mark.parametrize("with_audio", [False, True])
+def test_row_frames_streaming_round_trip_equals_the_row_builder(with_audio):
+    """row -> split_frames -> StreamingFeatures.step == FrameInputs.from_row, exactly, with and without audio."""
+    from backchannel.inputs import FrameInputs
+
+    frames = synthetic_dialogue(90, seed=11)
+    row = {k: [f[k] for f in frames] for k in frames[0]} | {"dialogue": "d3", "n_frames": 90}
+    if not with_audio:
+        row |= {"prosody": np.zeros((0, 8), np.float32), "prosody_mask": np.zeros((0, 8), bool)}
+    tok = TextTokenizer()
+    whole = FrameInputs.from_row(row, tok)
+    streamed = _round_trip(row, tok)
+    assert set(streamed) == set(whole)
+    for key in whole:
+        assert torch.equal(streamed[key], whole[key]), key
+    assert bool(whole["prosody_mask"].any()) == with_audio
+
+
+def test_real_row_round_trip(corpora_root, tmp_path):
+    """The same on a real Map Task dialogue (prepared here): a dataset row read back from Arrow."""
+    from backchannel.corpora.dataset import build_dataset, load_prepared
+    from backchannel.corpora.maptask import read_maptask_dialogue
+    from backchannel.evaluation.data import load_rows
+    from backchannel.inputs import FrameInputs
+
+    d = read_maptask_dialogue(corpora_root / "maptask", "q7ec1").with_split("test")
+    build_dataset([d], tmp_path / "ds", corpus="maptask", progress=False)
+    dsd, _ = load_prepared(tmp_path / "ds")
+    for row in (dsd["test"][0], load_rows(dsd["test"], progress=False)[1]):
+        tok = TextTokenizer()
+        whole, streamed = FrameInputs.from_row(row, tok), _round_trip(row, tok)
+        for key in whole:
+            assert torch.equal(streamed[key], whole[key]), key
+
+
+def test_pool_resets_one_session_and_leaves_the_others_bit_identical(model):
+    backbone, head = model
+    dialogues = [synthetic_dialogue(90, seed=30 + i) for i in range(3)]
+    policy = Policy(on=0.3, refractory=0.0, take_turn=0.5)
+    a = ListenerPool(backbone, head, policy, 3, deadline_s=NO_DEADLINE)
+    b = ListenerPool(backbone, head, policy, 3, deadline_s=NO_DEADLINE)
+    out_a, out_b = [], []
+    for t in range(90):
+        if t == 40:
+            b.reset(1)  # session 1 restarts (a new caller); sessions 0 and 2 go on
+        out_a.append(a.step([d[t] for d in dialogues]))
+        out_b.append(b.step([d[t] for d in dialogues]))
+    for i in (0, 2):
+        assert [s[i] for s in out_a] == [s[i] for s in out_b]  # every field, probabilities bit-identical
+    assert [s[1] for s in out_a[:40]] == [s[1] for s in out_b[:40]]
+    assert out_b[40][1].frame == 0 and b.t(1) == 50 and b.t(0) == 90
+    # the reset session now equals a fresh session fed the same frames from frame 40 on
+    fresh = ListenerPool(backbone, head, policy, 3, deadline_s=NO_DEADLINE)
+    ref = [fresh.step([d[40 + t] for d in dialogues]) for t in range(50)]
+    np.testing.assert_allclose([s[1].probability for s in out_b[40:]], [s[1].probability for s in ref], atol=1e-6)

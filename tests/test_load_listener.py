@@ -12,13 +12,13 @@ from backchannel.corpora.maptask import load_maptask
 from backchannel.plugin.features import StreamingFeatures
 from backchannel.plugin.listener import StreamingListener, load_listener, run_offline
 from backchannel.train.cli import run
-from backchannel.train.modules import CheckpointError
+from backchannel.train.modules import CheckpointError, load_checkpoint
 from backchannel.train.predict import load_predictor
 from test_listener import NO_DEADLINE, safe_threshold
 from test_train import config, head_args
 
+from backchannel.cli import main as cli_main
 from backchannel.frames import FRAME_S
-from backchannel.metrics import smooth, trigger_onsets
 from backchannel.policy import Policy
 from backchannel.text import TextTokenizer
 
@@ -55,11 +55,11 @@ def test_loaded_listener_equals_offline_predictions(work):
     assert sum(bool(t) for t in row["text_speaker"]) > 20  # the text stream is exercised
     probs = pred.predict_row(row)["action_probs"].astype(np.float64)  # offline: whole row, batched
     smoothing, refractory = 3, 0.8
-    s = smooth(probs, smoothing)
+    s = Policy(smoothing=smoothing).smooth(probs)
     on = safe_threshold(s[:, 1], 0.8)
-    onsets = trigger_onsets(probs[:, 1], on, refractory=refractory, smoothing=smoothing)
-    assert len(onsets) >= 3
     policy = Policy(on=on, smoothing=smoothing, refractory=refractory, take_turn=None)
+    onsets = policy.run(probs).backchannel_onsets  # what evaluation decides on the offline probabilities
+    assert len(onsets) >= 3
 
     listener = load_listener(work["head"], policy, deadline_s=NO_DEADLINE)
     assert isinstance(listener, StreamingListener)
@@ -105,3 +105,95 @@ def test_bad_checkpoints_get_clear_errors(work, tmp_path):
         load_listener(foreign)
     with pytest.raises(CheckpointError, match=r"last\.ckpt: is a backbone checkpoint, expected a head checkpoint"):
         load_listener(work["backbone"])
+
+
+class _Payload:
+    """A pickled object whose unpickling creates ``marker`` (what a hostile checkpoint would do)."""
+
+    def __init__(self, marker, how: str):
+        self.marker, self.how = str(marker), how
+
+    def __reduce__(self):
+        if self.how == "system":
+            import os
+
+            return os.system, (f"touch {self.marker}",)
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("how", ["system", "open"])
+@pytest.mark.parametrize("where", ["meta", "state_dict", "whole"])
+def test_a_checkpoint_cannot_run_code(work, tmp_path, capsys, how, where):
+    marker = tmp_path / "pwned"
+    ckpt = torch.load(work["head"], map_location="cpu", weights_only=True)
+    if where == "meta":
+        ckpt["backchannel"]["config"] = _Payload(marker, how)
+    elif where == "state_dict":
+        ckpt["state_dict"]["head.action.bias"] = _Payload(marker, how)
+    else:
+        ckpt = _Payload(marker, how)
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save(ckpt, hostile)
+    refused = r"hostile\.ckpt: refused: it holds a pickled Python object \((posix\.system|io\.open)\)"
+    for load in (load_listener, load_predictor, load_checkpoint):
+        with pytest.raises(CheckpointError, match=refused):
+            load(hostile)
+        assert not marker.exists()
+    # the CLI paths: evaluate, and resuming a training run (one error line, exit 2)
+    assert cli_main(["evaluate", str(work["data"]), "--checkpoint", str(hostile), "--out", str(tmp_path / "ev")]) == 2
+    assert cli_main(["train", "head", "--config", config("tiny_head"), "--ckpt_path", str(hostile)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"error: {hostile}: refused") == 2 and "Traceback" not in err
+    assert not marker.exists()
+
+
+def test_non_finite_weights_are_refused_at_load(work, tmp_path):
+    for kind, src, tensor, value in (("head", work["head"], "head.action.weight", float("nan")),
+                                     ("backbone", work["backbone"], "backbone.features.scale", float("inf"))):
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        assert tensor in ckpt["state_dict"], sorted(ckpt["state_dict"])
+        ckpt["state_dict"][tensor].view(-1)[0] = value
+        bad = tmp_path / f"{kind}_nan.ckpt"
+        torch.save(ckpt, bad)
+        with pytest.raises(CheckpointError, match=rf"{kind}_nan\.ckpt: tensor {tensor} holds 1 non-finite value"):
+            load_checkpoint(bad, kind=kind)
+    with pytest.raises(CheckpointError, match=r"head_nan\.ckpt: tensor head\.action\.weight"):
+        load_listener(tmp_path / "head_nan.ckpt")
+
+
+def test_evaluation_onsets_equal_streaming_replays_on_real_maptask(work, corpora_root, tmp_path):
+    """What ``backchannel evaluate`` scores is what ships: the head's test onsets (backchannels and take-turns)
+    for the dev-tuned policy, loaded back with ``Policy.from_report``, equal a ``StreamingListener`` replay of
+    the same real Map Task rows, frame for frame."""
+    from backchannel.corpora.maptask import read_maptask_dialogue
+    from backchannel.evaluation.data import load_rows
+    from backchannel.evaluation.run import EvalSettings, evaluate_corpus
+    from backchannel.evaluation.tuning import PolicyGrid
+
+    dialogues = [read_maptask_dialogue(corpora_root / "maptask", d).with_split(s)
+                 for d, s in (("q6ec1", "dev"), ("q7ec1", "test"))]
+    build_dataset(dialogues, tmp_path / "mt", corpus="maptask", progress=False)
+    dsd, _ = load_prepared(tmp_path / "mt")
+    dev, test = (load_rows(dsd[s], progress=False) for s in ("dev", "test"))
+    test = [{**r, **{k: r[k][:N_FRAMES] for k in ("va_listener", "va_speaker", "text_listener", "text_speaker",
+                                                   "action", "bc_type")}, "n_frames": N_FRAMES,
+             "prosody": r["prosody"][:0], "prosody_mask": r["prosody_mask"][:0]} for r in test]
+    settings = EvalSettings(grid=PolicyGrid(smoothing=(1, 3), lead=(0.0, 0.16, 0.32)), seeds=(0,))
+    section, extras = evaluate_corpus("maptask", dev, test, predictor=load_predictor(work["head"]),
+                                      systems=["head"], settings=settings, progress=False)
+    ext = extras["head"]
+    report = {"corpora": {"maptask": section}}
+    policy = Policy.from_report(report, "maptask", variant=ext["variant"])
+    assert policy.take_turn is not None and policy == ext["policy"]
+    listener = load_listener(work["head"], policy, deadline_s=NO_DEADLINE)
+    said = taken = 0
+    for i, row in enumerate(test):
+        decisions = run_offline(listener, row)
+        assert not any(d.fault for d in decisions)
+        bc = [d.time for d in decisions if d.action == "BACKCHANNEL"]
+        actions = np.array([d.action == "TAKE_TURN" for d in decisions])
+        tt = [decisions[t].time for t in np.flatnonzero(actions & ~np.r_[False, actions[:-1]])]
+        np.testing.assert_array_equal(bc, ext["onsets"][ext["variant"]][i])
+        np.testing.assert_array_equal(tt, ext["take_turn_onsets"][i])
+        said, taken = said + len(bc), taken + len(tt)
+    assert said > 0 and taken > 0  # both kinds of decision were compared

@@ -13,7 +13,7 @@ from backchannel.train.modules import load_checkpoint
 from backchannel.train.predict import load_predictor
 from test_notebooks import outputs_text, run_notebook
 
-from backchannel.report import summary_lines
+from backchannel.evaluation.report import summary_lines
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_train_and_evaluate.ipynb"
 FAST = {"BACKCHANNEL_NB_DATA": "demo", "BACKCHANNEL_NB_DIALOGUES": "1", "BACKCHANNEL_NB_STEPS": "4",
@@ -87,7 +87,8 @@ def test_evaluation_report_and_plots(demo_run):
     assert {k: v["status"] for k, v in sec["systems"].items()} == {
         "random": "ok", "pause_gate": "ok", "ward_tsukahara": "n/a: no audio", "logistic": "ok", "head": "ok"}
     assert sec["test"]["rows"] == 2 and sec["headline"] == "head"
-    assert "evaluated in" in text and f"{sec['test']['backchannels']} true backchannels" in text
+    d = sec["definitions"][0]
+    assert "evaluated in" in text and f"{sec['test']['backchannels'][d]['count']} true backchannels ({d}" in text
     for line in summary_lines(report):  # the notebook shows the figures of the report it wrote
         assert line in text
     table = outputs(nb, "text/markdown")[0]["data"]["text/markdown"]

@@ -20,8 +20,9 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")  # before moshi is imported
 import pytest
 import torch
 from backchannel.corpora.events import ACTIONS
+from backchannel.plugin.duplex import FREE, MODEL, USER, FloorControl, SpokenForm
 from backchannel.plugin.listener import StreamingListener
-from backchannel.plugin.moshi_hf import FREE, MODEL, USER, BackchannelMoshiHF, FloorControl, SpokenForm
+from backchannel.plugin.moshi_hf import BackchannelMoshiHF
 from torch import nn
 
 from backchannel.backbones.moshi import TEXT_EPAD_ID, TEXT_PAD_ID, MoshiBackbone

@@ -54,19 +54,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class RecordingFeatures(StreamingFeatures):
-    """StreamingFeatures that records the words it is given and the voice activity it computes."""
+    """StreamingFeatures that records the words it is given and the voice activity it computes (since the
+    last new state)."""
 
-    def reset(self):
-        super().reset()
+    def init_state(self, batch=1):
         self.words: list[tuple[str, str, float]] = []  # (party, word, end_s)
         self.va: list[tuple[float, float]] = []  # (listener, speaker) per frame
+        return super().init_state(batch)
 
-    def add_words(self, party, words):
+    def add_words(self, state, party, words):
         self.words += [(party, w, end) for w, end in words]
-        super().add_words(party, words)
+        super().add_words(state, party, words)
 
-    def from_audio(self, listener_pcm, speaker_pcm):
-        out = super().from_audio(listener_pcm, speaker_pcm)
+    def _from_audio(self, state, listener_pcm, speaker_pcm):
+        out = super()._from_audio(state, listener_pcm, speaker_pcm)
         self.va.append((float(out["va_listener"]), float(out["va_speaker"])))
         return out
 

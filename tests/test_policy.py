@@ -1,5 +1,5 @@
-"""Decision policy: equals the offline trigger rule, and hand-computed hysteresis, smoothing,
-refractory, quiet, take-turn, cadence budget and form variety."""
+"""Decision policy: the whole-sequence form equals stepping frame by frame, and hand-computed triggers,
+hysteresis, smoothing, refractory, quiet, take-turn, cadence budget and form variety."""
 from __future__ import annotations
 
 import itertools
@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from backchannel.lexicon import BC_TYPES
-from backchannel.metrics import TriggerSettings, smooth, trigger_onsets
 from backchannel.policy import Decision, Policy
 
 
@@ -22,32 +21,98 @@ def bc_probs(p_bc, p_tt=None):
 
 
 def run(policy: Policy, probs, type_probs=None, quiet=None) -> list[Decision]:
-    state = policy.init_state()
+    """Step the policy frame by frame, and check that the whole-sequence form decides the same."""
+    state = policy.new_state()
     out = []
     for t, p in enumerate(probs):
         tp = None if type_probs is None else type_probs[t]
         out.append(policy.decide(state, p, tp, quiet=bool(quiet[t]) if quiet is not None else False))
+    whole = policy.run(np.asarray(probs, dtype=np.float64), None if type_probs is None else np.asarray(type_probs),
+                       quiet=None if quiet is None else np.asarray(quiet, bool))
+    assert whole.decisions() == out
     return out
+
+
+def onsets(p_bc, on=0.5, refractory=0.8, smoothing=1, lead=0.0) -> np.ndarray:
+    """Backchannel onsets (s) of a policy on a backchannel probability alone (whole-sequence form)."""
+    policy = Policy(on=on, refractory=refractory, smoothing=smoothing, lead=lead, take_turn=None)
+    return policy.run(bc_probs(p_bc)).backchannel_onsets
 
 
 def fired(decisions, action="BACKCHANNEL") -> list[int]:
     return [d.frame for d in decisions if d.action == action]
 
 
-@pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("smoothing,refractory", [(1, 0.8), (3, 0.8), (5, 0.0), (4, 2.0)])
-def test_equals_offline_trigger_onsets(seed, smoothing, refractory):
+@pytest.mark.parametrize("seed", range(6))
+def test_whole_sequence_form_equals_stepping(seed):
+    """Policy.run == Policy.decide stepped frame by frame: every field of every decision, with smoothing,
+    hysteresis, refractory, cadence, lead, take-turn, quiet, faults, missing outputs and form choice."""
     rng = np.random.default_rng(seed)
-    # a wandering probability with bursts, so that there are many crossings of several thresholds
-    p = np.clip(0.3 + 0.25 * np.sin(np.arange(1500) / (7 + seed)) + rng.normal(0, 0.15, 1500), 0, 1) * 0.9
-    for threshold in (0.25, 0.35, 0.45):
-        want = trigger_onsets(p, threshold, refractory=refractory, smoothing=smoothing)
-        policy = Policy.from_trigger(TriggerSettings(threshold, smoothing, refractory), take_turn=None)
-        decisions = run(policy, bc_probs(p))
-        got = np.array([d.time for d in decisions if d.action == "BACKCHANNEL"])
-        assert len(want) > 5
-        np.testing.assert_array_equal(got, want)  # exact: same frames, same float times
-        np.testing.assert_array_equal([d.probability for d in decisions], smooth(p, smoothing))
+    n = 1500
+    p_bc = np.clip(0.3 + 0.25 * np.sin(np.arange(n) / (5 + seed)) + rng.normal(0, 0.2, n), 0, 1) * 0.8
+    p_tt = np.clip(rng.normal(0.1, 0.15, n), 0, 0.2)
+    probs = np.stack([1 - p_bc - p_tt, p_bc, p_tt], 1)
+    probs[rng.random(n) < 0.01] = np.nan  # no output: certain silence
+    types = rng.dirichlet(np.ones(5), n)
+    quiet = rng.random(n) < 0.03
+    faults = ["deadline" if r < 0.02 else None for r in rng.random(n)]
+    on = float(rng.uniform(0.25, 0.45))
+    policy = Policy(on=on, off=on - float(rng.uniform(0, 0.1)), smoothing=int(rng.integers(1, 6)),
+                    refractory=float(rng.choice([0.0, 0.8, 2.0])), cadence=[None, 12.0, 30.0][seed % 3],
+                    take_turn=0.15, lead=0.08 * int(rng.integers(0, 7)), seed=seed)
+    state = policy.new_state()
+    step = [policy.decide(state, None if np.isnan(probs[t]).any() else probs[t], types[t], quiet=bool(quiet[t]),
+                          fault=faults[t]) for t in range(n)]
+    whole = policy.run(probs, types, quiet=quiet, faults=faults)
+    assert whole.decisions() == step
+    said = [d for d in step if d.action == "BACKCHANNEL"]
+    assert len(said) > 5 and any(d.action == "TAKE_TURN" for d in step)
+    np.testing.assert_array_equal(whole.backchannel_onsets, [d.time for d in said])
+
+
+def test_smooth_is_a_causal_moving_average():
+    assert np.allclose(Policy(smoothing=2).smooth([0, 3, 6, 9]), [0, 1.5, 4.5, 7.5])
+    assert np.allclose(Policy(smoothing=3).smooth([0, 3, 6, 9]), [0, 1.5, 3, 6])
+    assert np.allclose(Policy(smoothing=1).smooth([0.2, 0.4]), [0.2, 0.4])
+    rng = np.random.default_rng(0)
+    x = rng.random(50)
+    for t in (0, 10, 48):
+        y = x.copy()
+        y[t + 1:] = rng.random(len(y) - t - 1)  # change the future only
+        assert np.array_equal(Policy(smoothing=5).smooth(x)[: t + 1], Policy(smoothing=5).smooth(y)[: t + 1])
+
+
+def test_trigger_fires_at_frame_end_with_refractory():
+    p = np.zeros(30)
+    p[[2, 8, 13, 20, 23]] = 0.9
+    # rising edges at frames 2, 8, 13, 20, 23 -> frame ends 0.24, 0.72, 1.12, 1.68, 1.92 s.
+    # 0.72 is 0.48 s after 0.24 (dropped); 1.12 fires; 1.68 is 0.56 s after it (dropped);
+    # 1.92 is exactly 0.80 s after 1.12 (fires: the boundary is allowed).
+    assert np.allclose(onsets(p), [0.24, 1.12, 1.92])
+    assert np.allclose(onsets(p, lead=0.32), [0.56, 1.44, 2.24])  # said 4 frames after deciding
+    assert np.allclose(onsets(p, refractory=0.0), [0.24, 0.72, 1.12, 1.68, 1.92])
+
+
+def test_trigger_two_crossings_half_a_second_apart_give_one_trigger():
+    p = np.zeros(20)
+    p[[3, 9]] = 1.0  # rising edges at frame ends 0.32 and 0.80 s: 0.48 s apart
+    assert np.allclose(onsets(p, refractory=0.8), [0.32])
+
+
+def test_trigger_needs_a_rising_edge_and_uses_smoothing():
+    assert np.allclose(onsets(np.r_[np.zeros(2), np.full(20, 0.9)]), [0.24])  # sustained: once
+    assert np.allclose(onsets([0.9, 0.0]), [0.08])  # frame 0 counts as a rising edge
+    assert np.allclose(onsets([0.0, 0.5]), [0.16])  # >= threshold
+    # smoothed over 2 frames: [0, 0, .5, 1, 1] -> crosses 0.75 at frame 3 -> 0.32 s
+    assert np.allclose(onsets([0, 0, 1, 1, 1], 0.75, smoothing=2), [0.32])
+    assert len(onsets(np.zeros(10))) == 0
+
+
+def test_take_turn_onsets_are_the_first_frame_of_each_run():
+    p_tt = [0.0, 0.7, 0.8, 0.0, 0.9, 0.9, 0.9, 0.1]
+    run_ = Policy(on=1.0, take_turn=0.5).run(bc_probs(np.zeros(8), p_tt))
+    assert list(run_.take_turn_frames) == [1, 4]
+    assert np.allclose(run_.take_turn_onsets, [0.16, 0.40])
 
 
 def test_decision_fields_and_time():
@@ -173,14 +238,18 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="smoothing"):
         Policy(smoothing=0)
     with pytest.raises(ValueError, match="lead must be a whole number"):
-        Policy.from_trigger(TriggerSettings(0.5, lead=0.2))  # not a multiple of 80 ms
+        Policy(lead=0.2)  # not a multiple of 80 ms
     with pytest.raises(ValueError, match="3 values"):
-        Policy().decide(Policy().init_state(), [0.5, 0.5])
+        Policy().decide(Policy().new_state(), [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"probs must be \[n_frames, 3\]"):
+        Policy().run(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="unknown settings"):
+        Policy.from_dict({"threshold": 0.3})
 
 
 def test_missing_probabilities_count_as_silence():
     policy = Policy(on=0.5, smoothing=2, refractory=0.0, take_turn=None)
-    state = policy.init_state()
+    state = policy.new_state()
     a = policy.decide(state, [0.0, 1.0, 0.0])
     b = policy.decide(state, None, fault="deadline")
     c = policy.decide(state, [0.0, 1.0, 0.0])
@@ -190,41 +259,38 @@ def test_missing_probabilities_count_as_silence():
 
 
 @pytest.mark.parametrize("lead_frames", [1, 3, 6])
-def test_lead_delays_speech_like_trigger_onsets(lead_frames):
-    """A lead of k frames speaks k frames after deciding: the times equal trigger_onsets(lead=0.08 k)."""
+def test_lead_delays_speech_by_whole_frames(lead_frames):
+    """A lead of k frames speaks k frames after deciding (decisions due past the end are never said)."""
     rng = np.random.default_rng(7)
     p = np.clip(0.3 + 0.25 * np.sin(np.arange(800) / 9) + rng.normal(0, 0.15, 800), 0, 1) * 0.9
-    lead = 0.08 * lead_frames
-    want = trigger_onsets(p, 0.35, refractory=0.8, smoothing=3, lead=lead)
-    policy = Policy.from_trigger(TriggerSettings(0.35, 3, 0.8, lead), take_turn=None)
-    decisions = run(policy, bc_probs(p))
-    got = np.array([d.time for d in decisions if d.action == "BACKCHANNEL"])
-    assert len(want) > 5 and len(got) == len(want) - int(want[-1] > decisions[-1].time)
-    np.testing.assert_allclose(got, want[:len(got)], atol=1e-9)
-    undelayed = fired(run(Policy.from_trigger(TriggerSettings(0.35, 3, 0.8), take_turn=None), bc_probs(p)))
+    undelayed = fired(run(Policy(on=0.35, smoothing=3, refractory=0.8, take_turn=None), bc_probs(p)))
+    decisions = run(Policy(on=0.35, smoothing=3, refractory=0.8, lead=0.08 * lead_frames, take_turn=None),
+                    bc_probs(p))
+    assert len(undelayed) > 5
     assert fired(decisions) == [t + lead_frames for t in undelayed if t + lead_frames < len(p)]
 
 
 def test_a_pending_backchannel_is_dropped_when_quiet_comes():
     policy = Policy(on=0.5, lead=0.16, take_turn=None)
-    state = policy.init_state()
+    state = policy.new_state()
     acts = [policy.decide(state, [0.1, 0.9, 0.0], quiet=(t == 2)).action for t in range(4)]
     assert acts == ["SILENT", "SILENT", "SILENT", "SILENT"]  # decided at 0, due at 2 (quiet): dropped
-    state = policy.init_state()
+    state = policy.new_state()
     acts = [policy.decide(state, [0.1, 0.9, 0.0]).action for t in range(4)]
     assert acts == ["SILENT", "SILENT", "BACKCHANNEL", "SILENT"]
 
 
-def test_from_report_reads_the_tuned_settings(tmp_path):
-    report = {"corpora": {"maptask": {"systems": {"head": {
-        "variants": {"rate_matched": {"settings": {"threshold": 0.3, "smoothing": 5, "refractory": 0.8, "lead": 0.48}},
-                     "f1": {"settings": {"threshold": 0.25, "smoothing": 3, "refractory": 0.8, "lead": 0.0}}},
-        "shift_hold": {"take_turn": {"threshold": 0.41}}}}}}}
+def test_from_report_reads_the_tuned_policy_without_translation(tmp_path):
+    tuned = Policy(on=0.3, smoothing=5, refractory=0.8, lead=0.48, take_turn=0.41)
+    report = {"corpora": {"maptask": {"systems": {"head": {"definitions": {"isolated": {"variants": {
+        "rate_matched": {"policy": tuned.to_dict()},
+        "f1": {"policy": Policy(on=0.25, smoothing=3).to_dict()}}}}}}}}}
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
     p = Policy.from_report(path, "maptask", cadence=12.0)
     assert (p.on, p.smoothing, p.refractory, p.lead, p.lead_frames, p.take_turn, p.cadence) == \
         (0.3, 5, 0.8, 0.48, 6, 0.41, 12.0)
+    assert Policy.from_report(path, "maptask") == tuned  # every setting as saved
     assert Policy.from_report(report, "maptask", variant="f1").on == 0.25
     with pytest.raises(ValueError, match="corpus 'mrda', system 'head'"):
         Policy.from_report(path, "mrda")

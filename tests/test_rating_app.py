@@ -12,10 +12,11 @@ pytest.importorskip("starlette")
 httpx = pytest.importorskip("httpx")
 from starlette.testclient import TestClient
 
-from backchannel.rating.app import MAX_BODY, create_app, serve_in_thread
+from backchannel.rating.app import MAX_BODY, create_app, host_names, serve_in_thread
 from backchannel.rating.stimuli import StudyInput, build_study, demo_dialogue, floor_windows
 
 ADMIN = "admin-token-for-tests-0123456789"
+LOCAL = "http://127.0.0.1:8750"  # the Host a browser on the rating machine sends
 
 
 def make_study(folder, n_windows=3, seed=0):
@@ -35,7 +36,7 @@ def study(tmp_path_factory):
 @pytest.fixture
 def client(study, tmp_path):
     app = create_app(study[0], tmp_path / "ratings.sqlite", ADMIN)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         c.store = app.rating.store
         c.raters = [app.rating.store.add_rater(name) for name in ("ann", "bob")]
         yield c
@@ -73,7 +74,7 @@ def test_ratings_saved_as_given_and_resumed(client, study, tmp_path):
     assert client.post("/api/mark", json={"clip": bcs["id"], "bc": 0, "bad": True}, headers=auth(ta)).status_code == 200
     # a fresh server on the same database resumes where the rater stopped
     app2 = create_app(study[0], tmp_path / "ratings.sqlite", ADMIN)
-    with TestClient(app2) as c2:
+    with TestClient(app2, base_url=LOCAL) as c2:
         got = c2.get("/api/session", headers=auth(ta)).json()["ratings"]
     assert got[clip["id"]] == {"timing": 5, "naturalness": 2, "bad": []}
     assert got[bcs["id"]]["bad"] == [0]
@@ -141,6 +142,54 @@ def test_malformed_bodies(client, study):
     r = client.post("/api/rating", content=json.dumps({"clip": clip, "timing": 3}), headers=dict(auth(ta), **{
         "Content-Type": "text/plain"}))
     assert r.status_code == 415
+
+
+def test_deeply_nested_json_gets_400_not_a_500(client, study):
+    a, ta = client.raters[0]
+    clip = study[1]["clips"][0]["id"]
+    h = dict(auth(ta), **{"Content-Type": "application/json"})
+    for depth in (2000, 1500):
+        body = json.dumps({"clip": clip, "timing": 3})[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+        assert len(body) <= MAX_BODY  # under the size cap: only the nesting is wrong
+        r = client.post("/api/rating", content=body, headers=h)
+        assert r.status_code == 400 and r.json() == {"error": "body is nested too deeply"}
+        r = client.post("/api/mark", content=body.replace('"timing": 3', '"bc": 0, "bad": true'), headers=h)
+        assert r.status_code == 400
+    assert client.store.ratings_of(a) == {}
+
+
+def test_host_header_must_name_an_allowed_host(study, tmp_path):
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends Host: evil.example."""
+    app = create_app(study[0], tmp_path / "r.sqlite", ADMIN, allowed_hosts=["raters.example.org"])
+    _, token = app.rating.store.add_rater()
+    with TestClient(app, base_url=LOCAL) as c:
+        for host in ("127.0.0.1:8750", "localhost", "LOCALHOST:80", "[::1]:8750", "raters.example.org",
+                     "raters.example.org:443"):
+            assert c.get("/api/session", headers={**auth(token), "Host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8750", "127.0.0.1.evil.example", "raters.example.org.evil",
+                     "[::2]:8750", "", "127.0.0.1:8750/x", "a b"):
+            r = c.get("/api/session", headers={**auth(token), "Host": host})
+            assert r.status_code == 400 and token not in r.text, host
+            assert r.headers["x-frame-options"] == "DENY"  # refused responses keep the security headers
+            r = c.post("/api/rating", json={"clip": study[1]["clips"][0]["id"], "timing": 3},
+                       headers={**auth(token), "Host": host})
+            assert r.status_code == 400, host
+    assert app.rating.store.all_ratings() == []
+    # the same over a real socket (uvicorn), as a browser would send it
+    server, thread, url = serve_in_thread(app)
+    try:
+        with httpx.Client(base_url=url, headers=auth(token), timeout=10) as c:
+            assert c.get("/api/session").status_code == 200
+            assert c.get("/api/session", headers={"Host": "evil.example"}).status_code == 400
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_host_names():
+    assert host_names([]) == ["127.0.0.1", "localhost", "[::1]"]
+    assert host_names(["0.0.0.0", "::", None, "::1", "Raters.Example.org ", "fe80::1", "[fe80::2]"])[3:] == [
+        "raters.example.org", "[fe80::1]", "[fe80::2]"]
 
 
 def test_oversized_bodies_get_413(client, study):

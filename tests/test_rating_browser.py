@@ -69,7 +69,7 @@ def test_rater_plays_rates_marks_reloads_and_resumes(sync_playwright, tmp_path):
     app = create_app(tmp_path / "s" / "study.json", tmp_path / "r.sqlite", "admin-token-0123456789abcdef")
     store = app.rating.store
     rater, token = store.add_rater("browser")
-    with TestClient(app) as c:  # the rater's own order, to know which clips the page shows
+    with TestClient(app, base_url="http://127.0.0.1") as c:  # the rater's own order, to know which clips the page shows
         first, second = c.get("/api/session", headers={"Authorization": f"Bearer {token}"}).json()["clips"][:2]
     server, thread, url = serve_in_thread(app)
     try:

@@ -102,3 +102,20 @@ def test_build_from_real_maptask(corpora_root, tmp_path, capsys):
     assert k["corpus"] == "maptask" and k["dialogue"] == "q7ec4" and 20 <= k["end"] - k["start"] <= 40
     real = next(v for v in study["key"].values() if v["condition"] == "real")
     assert len(real["backchannels"]) >= 2
+
+
+def test_serve_answers_its_own_host_names_only(tmp_path, capsys, monkeypatch):
+    from starlette.testclient import TestClient
+    from test_rating_app import make_study
+
+    study, _ = make_study(tmp_path / "study", n_windows=1)
+    served = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: served.update(app=app, host=host, port=port))
+    assert run(["rating", "serve", "--study", str(study), "--db", str(tmp_path / "r.sqlite"), "--host", "0.0.0.0",
+                "--base-url", "https://raters.example.org", "--allowed-host", "lab-pc.local"]) == 0
+    with TestClient(served["app"]) as c:
+        for host, status in (("raters.example.org", 200), ("lab-pc.local:8750", 200), ("127.0.0.1:8750", 200),
+                             ("0.0.0.0:8750", 400), ("evil.example", 400), ("testserver", 400)):
+            assert c.get("/rate", headers={"Host": host}).status_code == status, host
+    assert run(["rating", "serve", "--study", str(study), "--db", str(tmp_path / "r.sqlite"), "--host", "0.0.0.0"]) == 0
+    assert "remote raters' browsers are refused unless their Host is named with --allowed-host" in capsys.readouterr().err

@@ -210,6 +210,20 @@ def test_load_study_rejects_paths_outside_clips(tmp_path):
         load_study(p)
 
 
+@pytest.mark.parametrize("name", ["clip\x00.wav", "a/b.wav", "a\\b.wav", "..", ".hidden.wav", "c\n.wav", "", 7])
+def test_load_study_rejects_clip_names_that_are_not_plain_file_names(tmp_path, name):
+    p = tmp_path / "study.json"
+    p.write_text(json.dumps({"format": "backchannel-rating-study/1", "clips": [
+        {"id": "abc", "file": "abc.wav", "duration": 1, "backchannels": []},
+        {"id": "def", "file": name, "duration": 1, "backchannels": []}], "key": {}}))
+    with pytest.raises(CorpusError, match=r"study\.json:clips\[1\]: clip file .* of clip def must be a plain file"):
+        load_study(p)
+    for bad in ([1, 2], {"format": "backchannel-rating-study/1", "clips": [["abc", "abc.wav"]]}):
+        p.write_text(json.dumps(bad))
+        with pytest.raises(CorpusError, match=r"study\.json: (not a study file|clips must be a list of objects)"):
+            load_study(p)
+
+
 def test_word_renderer_fits_words_into_their_spans():
     tts = tts_mod.load_tts("auto")
     if tts is None:

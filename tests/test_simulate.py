@@ -2,8 +2,8 @@
 the backchannels at the decided times, a timeline PNG and the decisions JSON (equal to ``run_offline``)."""
 from __future__ import annotations
 
-import argparse
 import json
+import re
 from dataclasses import asdict
 
 import numpy as np
@@ -12,20 +12,19 @@ import soundfile as sf
 import torch
 from backchannel.corpora.dataset import build_dataset, load_prepared
 from backchannel.corpora.demo import make_demo_corpus
-from backchannel.corpora.errors import CorpusError
 from backchannel.corpora.maptask import load_maptask, read_maptask_dialogue
 from backchannel.plugin.listener import StreamingListener, run_offline
 from backchannel.plugin.simulate import (
     BC_TONE_S,
     RANDOM_WEIGHTS,
     dialogue_row,
-    register,
     row_words,
     simulate,
     slice_row,
 )
 
 from backchannel.backbones.timing import FrameFeatures
+from backchannel.cli import main as cli_main
 from backchannel.lexicon import BC_TYPES
 from backchannel.policy import DEFAULT_FORMS, Policy
 
@@ -222,10 +221,7 @@ def test_bad_arguments_are_refused(demo, tmp_path):
 # ---------------------------------------------------------------- command line
 
 def run_cli(argv) -> int:
-    ap = argparse.ArgumentParser(prog="backchannel")
-    register(ap.add_subparsers(dest="command", required=True))
-    args = ap.parse_args(argv)
-    return args.func(args)
+    return cli_main(argv)
 
 
 def test_cli_writes_all_three_files(demo, tmp_path, monkeypatch, capsys):
@@ -247,13 +243,16 @@ def test_cli_writes_all_three_files(demo, tmp_path, monkeypatch, capsys):
         assert rms(real[round(b["onset"] * sr):round(b["offset"] * sr), 1]) > 0.05
 
 
-def test_cli_explains_bad_input(demo, tmp_path, monkeypatch):
+def test_cli_explains_bad_input(demo, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CorpusError, match=r"data/maptask: not a prepared dataset; run `backchannel corpus "
-                                          r"prepare maptask` first"):
-        run_cli(["simulate", "maptask"])
-    with pytest.raises(CorpusError, match=r"no row for dialogue 'q9xx'; rows: q1ec1/"):
-        run_cli(["simulate", str(demo["base"] / "data" / "demo"), "--dialogue", "q9xx"])
+    assert run_cli(["simulate", "maptask"]) == 2
+    assert capsys.readouterr().err == ("error: data/maptask: not a prepared dataset; run `backchannel corpus "
+                                       "prepare maptask` first\n")
+    assert run_cli(["simulate", str(demo["base"] / "data" / "demo"), "--dialogue", "q9xx"]) == 2
+    assert re.match(r"error: .*no row for dialogue 'q9xx'; rows: q1ec1/", capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        run_cli(["simulate", "maptask", "--render", "wav"])
+    assert "argument --render: unknown wav; choose from tts, tone" in capsys.readouterr().err
 
 
 def test_real_maptask_dialogue(corpora_root, tmp_path):

@@ -22,12 +22,12 @@ from backchannel.train.data import (
     VAPCrops,
     build_feature_cache,
     extract_features,
-    row_inputs,
 )
 from backchannel.train.modules import CheckpointError, load_checkpoint
 from backchannel.train.predict import load_predictor
 
 from backchannel.backbones.timing import vap_targets
+from backchannel.inputs import FrameInputs
 from backchannel.text import TextTokenizer
 
 
@@ -63,23 +63,29 @@ def head_ckpt(work):
 
 # --------------------------------------------------------------------------- inputs and crops
 
-def test_row_inputs_hand_built_row():
+def test_frame_inputs_of_a_hand_built_row():
     tok = TextTokenizer()
     row = {"corpus": "x", "dialogue": "d", "listener": "f", "n_frames": 3, "va_listener": [0.0, 0.5, 1.0],
            "va_speaker": [1.0, 0.25, 0.0], "prosody": np.zeros((0, 8)), "prosody_mask": np.zeros((0, 8), bool),
            "text_listener": ["", "", "okay"], "text_speaker": ["go left", "", ""]}
-    x = row_inputs(row, tok)
+    x = FrameInputs.from_row(row, tok)
     assert x["va_listener"].tolist() == [0.0, 0.5, 1.0] and x["va_speaker"].tolist() == [1.0, 0.25, 0.0]
     assert x["prosody"].shape == (3, 8) and not x["prosody_mask"].any()  # audio-less: all masked
     assert x["text_ids"].shape == (3, 2, 2)
     assert x["text_ids"][0, 1].tolist() == [tok.word_id("go"), tok.word_id("left")]
     assert x["text_ids"][2, 0].tolist() == [tok.word_id("okay"), 0]
     assert x["text_ids"][1].sum() == 0
-    assert "text_ids" not in row_inputs(row)
+    assert "text_ids" not in FrameInputs.from_row(row)
     assert CachedTokenizer().encode_pair(row["text_listener"], row["text_speaker"]).tolist() == \
         tok.encode_pair(row["text_listener"], row["text_speaker"]).tolist()
     with pytest.raises(ValueError, match="n_frames is 4"):
-        row_inputs({**row, "n_frames": 4})
+        FrameInputs.from_row({**row, "n_frames": 4})
+    compact = FrameInputs.from_row(row, tok, compact=True)  # the training store: absent prosody kept as None
+    assert compact.prosody is None and compact.text_ids.dtype == torch.int16
+    assert torch.equal(compact.crop(0, 3)["prosody_mask"], x["prosody_mask"])
+    assert torch.equal(compact.crop(1, 3)["text_ids"], x["text_ids"][1:3])
+    with pytest.raises(ValueError, match=r"va_speaker must be finite fractions in \[0, 1\], got 1.5 at frame 1"):
+        FrameInputs.from_row({**row, "va_speaker": [0.0, 1.5, 0.0]})
 
 
 def test_crop_sampler_is_deterministic_and_in_bounds():
@@ -129,7 +135,7 @@ def test_resume_continues_the_step_count(work, tmp_path):
                            "--trainer.default_root_dir", str(tmp_path / "resumed"), "--trainer.max_steps", "4"],
               ckpt_path=str(ckpt))
     assert cli.trainer.global_step == 4  # 2 restored + 2 new, not 4 new
-    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 4 and saved["backchannel"]["global_step"] == 4
     assert len(saved["optimizer_states"][0]["state"]) > 0
 
@@ -152,7 +158,7 @@ def test_bad_checkpoints_get_clear_errors(work, head_ckpt, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="is a backbone checkpoint, expected a head checkpoint"):
         load_predictor(work["backbone"])
     # weights that do not fit the recorded config: the head's input dim edited
-    ckpt = torch.load(head_ckpt, weights_only=False)
+    ckpt = torch.load(head_ckpt, weights_only=True)
     ckpt["backchannel"]["head_config"]["input_dim"] = 32
     wrong_dim = tmp_path / "wrong_dim.ckpt"
     torch.save(ckpt, wrong_dim)

@@ -65,7 +65,7 @@ def run(kind: str, argv: list[str], ckpt_path: str | None = None):
         _check_resume(resume, cli.model, ckpt_path)
     cli.model.run_config = json.loads(json.dumps(cli.config.as_dict(), default=str))  # plain types only
     try:
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except ValueError as err:
         if ckpt_path and "checkpoint" in str(err):
             raise CheckpointError(ckpt_path, str(err)) from err

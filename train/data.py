@@ -1,12 +1,12 @@
-"""Data for training: backbone inputs of a dataset row, VAP pretraining crops, and the feature cache
-the timing head trains on.
+"""Data for training: VAP pretraining crops and the feature cache the timing head trains on.
 
 All arrays run on the 80 ms frame clock (``backchannel.frames``); lengths are in frames unless a name
 says ``_seconds``. Rows come from prepared corpora (``backchannel corpus prepare``, read with
 ``corpora.dataset.load_prepared``).
 
-- :func:`row_inputs`: the backbone's input dict (``backbones.timing`` table) for one row.
-- :class:`RowStore`: the rows of one or more corpora/splits held compactly in memory (numpy), cut
+Backbone inputs are ``backchannel.inputs.FrameInputs`` (one schema for rows, crops and streaming).
+
+- :class:`RowStore`: the rows of one or more corpora/splits held compactly in memory, cut
   into crops by :class:`CropSampler` (random ``[20, 40]`` s crops, one length per batch, corpora
   mixed by weight; deterministic given ``seed`` and the epoch).
 - :class:`PretrainDataModule`: VAP pretraining batches from the train splits; dev = fixed chunks.
@@ -29,15 +29,15 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from backchannel.corpora.dataset import load_prepared, row_prosody
+from backchannel.corpora.dataset import load_prepared
 from datasets import Array2D, Dataset, Features, List, Value
 from datasets.arrow_writer import ArrowWriter
-from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from backchannel.backbones.timing import IGNORE_INDEX, N_PROSODY, vap_bin_weights, vap_targets
+from backchannel.backbones.timing import IGNORE_INDEX, vap_bin_weights, vap_targets
 from backchannel.frames import FRAME_S
+from backchannel.inputs import FrameInputs, pad_stack
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, TextTokenizer
 
 VAP_HORIZON = vap_bin_weights().shape[0]  # 25 frames (2 s) of future needed for a VAP target
@@ -63,74 +63,30 @@ class CachedTokenizer(TextTokenizer):
         return ids
 
 
-def row_inputs(row: Mapping, tokenizer: TextTokenizer | None = None) -> dict[str, Tensor]:
-    """Backbone inputs of one dataset row, without a batch axis: ``va_listener``/``va_speaker``
-    float32 ``[T]``, ``prosody`` float32 ``[T, 8]``, ``prosody_mask`` bool ``[T, 8]`` (via
-    ``row_prosody``: audio-less rows are all masked) and, with a ``tokenizer``, ``text_ids`` int64
-    ``[T, 2, K]`` (listener, speaker)."""
-    n = int(row["n_frames"])
-    va_l = np.asarray(row["va_listener"], dtype=np.float32)
-    va_s = np.asarray(row["va_speaker"], dtype=np.float32)
-    if len(va_l) != n or len(va_s) != n:
-        raise ValueError(f"row {row.get('corpus')}/{row.get('dialogue')}/{row.get('listener')}: voice activity "
-                         f"has {len(va_l)}/{len(va_s)} frames, n_frames is {n}")
-    prosody, mask = row_prosody(row)
-    out = {"va_listener": torch.from_numpy(va_l), "va_speaker": torch.from_numpy(va_s),
-           "prosody": torch.from_numpy(np.nan_to_num(prosody)), "prosody_mask": torch.from_numpy(mask)}
-    if tokenizer is not None:
-        out["text_ids"] = torch.from_numpy(tokenizer.encode_pair(row["text_listener"], row["text_speaker"]))
-    return out
-
-
-def pad_stack(tensors: Sequence[Tensor], length: int | None = None, value=0) -> Tensor:
-    """Stack ``[T_i, ...]`` tensors into ``[B, T, ...]``, end-padded with ``value``."""
-    length = length or max(len(t) for t in tensors)
-    out = tensors[0].new_full((len(tensors), length, *tensors[0].shape[1:]), value)
-    for i, t in enumerate(tensors):
-        out[i, : len(t)] = t
-    return out
-
-
-def collate_inputs(items: Sequence[Mapping[str, Tensor]]) -> tuple[dict[str, Tensor], Tensor]:
-    """Batch per-row input dicts (end-padded with zeros, masks False): ``(inputs, lengths [B])``."""
-    lengths = torch.tensor([len(x["va_listener"]) for x in items])
-    return {k: pad_stack([x[k] for x in items]) for k in items[0]}, lengths
-
-
 # --------------------------------------------------------------------------- rows in memory
 
 @dataclass
 class StoredRow:
-    """One (dialogue, listener) row held for cropping; ``prosody`` None when the row has no audio."""
+    """One (dialogue, listener) row held for cropping: its compact ``FrameInputs`` (absent prosody None,
+    text ids int16) and its pauses."""
 
     corpus: str
     dialogue: str
     listener: str
-    va_listener: np.ndarray  # float32 [T]
-    va_speaker: np.ndarray  # float32 [T]
-    text_ids: np.ndarray | None  # int16 [T, 2, K]
-    prosody: np.ndarray | None  # float32 [T, 8]
-    prosody_mask: np.ndarray | None  # bool [T, 8]
+    inputs: FrameInputs
     hold_pauses: np.ndarray  # [k, 2] seconds
     shift_pauses: np.ndarray  # [k, 2] seconds
 
     def __len__(self) -> int:
-        return len(self.va_listener)
+        return self.inputs.n_frames
 
-    def inputs(self, start: int, stop: int) -> dict[str, Tensor]:
-        """Backbone inputs of frames ``start:stop`` (no batch axis)."""
-        n = stop - start
-        out = {"va_listener": torch.from_numpy(self.va_listener[start:stop]),
-               "va_speaker": torch.from_numpy(self.va_speaker[start:stop])}
-        if self.prosody is None:
-            out["prosody"] = torch.zeros(n, N_PROSODY)
-            out["prosody_mask"] = torch.zeros(n, N_PROSODY, dtype=torch.bool)
-        else:
-            out["prosody"] = torch.from_numpy(self.prosody[start:stop])
-            out["prosody_mask"] = torch.from_numpy(self.prosody_mask[start:stop])
-        if self.text_ids is not None:
-            out["text_ids"] = torch.from_numpy(self.text_ids[start:stop].astype(np.int64))
-        return out
+    @property
+    def va_listener(self) -> np.ndarray:
+        return self.inputs.va_listener.numpy()
+
+    @property
+    def va_speaker(self) -> np.ndarray:
+        return self.inputs.va_speaker.numpy()
 
     def pauses_in(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Hold and shift pauses lying inside frames ``start:stop``, in seconds from the crop start."""
@@ -172,15 +128,10 @@ class RowStore:
 
     @staticmethod
     def _store(row: Mapping, tokenizer: TextTokenizer | None) -> StoredRow:
-        x = row_inputs(row)
-        mask = x["prosody_mask"].numpy()
-        has_audio = bool(mask.any())
-        ids = tokenizer.encode_pair(row["text_listener"], row["text_speaker"]).astype(np.int16) if tokenizer else None
-        return StoredRow(
-            row["corpus"], row["dialogue"], row["listener"], x["va_listener"].numpy(), x["va_speaker"].numpy(),
-            ids, x["prosody"].numpy() if has_audio else None, mask if has_audio else None,
-            np.asarray(row["hold_pauses"], dtype=np.float64).reshape(-1, 2),
-            np.asarray(row["shift_pauses"], dtype=np.float64).reshape(-1, 2))
+        return StoredRow(row["corpus"], row["dialogue"], row["listener"],
+                         FrameInputs.from_row(row, tokenizer, compact=True),
+                         np.asarray(row["hold_pauses"], dtype=np.float64).reshape(-1, 2),
+                         np.asarray(row["shift_pauses"], dtype=np.float64).reshape(-1, 2))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -191,10 +142,10 @@ class RowStore:
 
     def prosody_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
         """All stored prosody and masks ``([N, 8], [N, 8])`` for ``FrameFeatures.fit``; None without audio."""
-        rows = [r for r in self.rows if r.prosody is not None]
+        rows = [r.inputs for r in self.rows if r.inputs.has_audio]
         if not rows:
             return None
-        return np.concatenate([r.prosody for r in rows]), np.concatenate([r.prosody_mask for r in rows])
+        return np.concatenate([r.prosody.numpy() for r in rows]), np.concatenate([r.prosody_mask.numpy() for r in rows])
 
 
 # --------------------------------------------------------------------------- crops
@@ -277,12 +228,12 @@ class VAPCrops(torch.utils.data.Dataset):
         end = min(stop + self.extra, len(row))
         target = vap_targets(row.va_listener[start:end], row.va_speaker[start:end])[: stop - start]
         hold, shift = row.pauses_in(start, stop)
-        return {"inputs": row.inputs(start, stop), "vap": target, "corpus": row.corpus,
+        return {"inputs": row.inputs.crop(start, stop), "vap": target, "corpus": row.corpus,
                 "hold_pauses": hold, "shift_pauses": shift}
 
 
 def collate_vap(items: Sequence[dict]) -> dict:
-    inputs, lengths = collate_inputs([x["inputs"] for x in items])
+    inputs, lengths = FrameInputs.collate([x["inputs"] for x in items])
     return {"inputs": inputs, "lengths": lengths, "vap": pad_stack([x["vap"] for x in items], value=IGNORE_INDEX),
             "corpus": [x["corpus"] for x in items], "hold_pauses": [x["hold_pauses"] for x in items],
             "shift_pauses": [x["shift_pauses"] for x in items]}
@@ -391,7 +342,7 @@ def extract_features(backbone, rows: Sequence[Mapping], tokenizer: TextTokenizer
     batch: list[int] = []
 
     def flush():
-        inputs, lengths = collate_inputs([row_inputs(rows[i], tokenizer) for i in batch])
+        inputs, lengths = FrameInputs.collate([FrameInputs.from_row(rows[i], tokenizer) for i in batch])
         hidden = backbone(inputs).float()
         for j, i in enumerate(batch):
             out[i] = hidden[j, : int(lengths[j])].numpy()

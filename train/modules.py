@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
+import re
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from backchannel.corpora.events import BACKCHANNEL
 from lightning.pytorch.callbacks import Timer
+from sklearn.metrics import roc_auc_score
 
 from backchannel.backbones.timing import (
     IGNORE_INDEX,
@@ -30,13 +33,16 @@ from backchannel.backbones.timing import (
     vap_loss,
     vap_zero_shot,
 )
+from backchannel.evaluation.tuning import PolicyGrid, tune_backchannel
 from backchannel.head import TimingHead, head_loss, inverse_frequency_weights
-from backchannel.metrics import balanced_accuracy, frame_scores, shift_hold_scores, tune_threshold
+from backchannel.metrics import frame_scores, shift_hold_scores
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME
 
 from .data import file_sha256
 
 CHECKPOINT_FORMAT = "backchannel.checkpoint/1"
+#: The policy settings the head's dev metric tunes over (a coarse version of ``backchannel evaluate``'s).
+DEV_GRID = PolicyGrid(on=tuple(round(0.05 * k, 2) for k in range(1, 20)), smoothing=(1, 3), lead=(0.0, 0.24))
 KINDS = ("backbone", "head")
 
 
@@ -51,17 +57,26 @@ class CheckpointError(ValueError):
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     """Read a checkpoint written by this package and check it.
 
-    Raises :class:`CheckpointError` naming ``path`` when the file is missing, unreadable (truncated,
-    not a PyTorch file), not a backchannel checkpoint, of another ``kind`` than asked, or its weights do
-    not fit its own recorded config (wrong input dimension, wrong backbone size).
+    Only tensors and plain data are unpickled (``torch.load(weights_only=True)``): a file holding any
+    other pickled object is refused unread. Raises :class:`CheckpointError` naming ``path`` when the file
+    is missing, unreadable (truncated, not a PyTorch file), holds such an object, is not a backchannel
+    checkpoint, is of another ``kind`` than asked, has a non-finite weight (naming the tensor), or its
+    weights do not fit its own recorded config (wrong input dimension, wrong backbone size).
     """
     p = Path(path)
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not p.is_file():
         raise CheckpointError(p, "no such checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors and plain data only; a pickled object that could run code is refused
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        hostile = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if hostile:
+            raise CheckpointError(p, f"refused: it holds a pickled Python object ({hostile.group(1)}), not only "
+                                     f"tensors and plain data; loading it could run code") from None
+        raise CheckpointError(p, f"not a readable PyTorch checkpoint (truncated or corrupt?): "
+                                 f"{type(err).__name__}: {err}") from None
     except Exception as err:
         raise CheckpointError(p, f"not a readable PyTorch checkpoint (truncated or corrupt?): "
                                  f"{type(err).__name__}: {err}") from err
@@ -73,6 +88,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
         raise CheckpointError(p, f"is a {meta.get('kind')} checkpoint, expected a {kind} checkpoint")
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(p, "has no state_dict")
+    for name, value in ckpt["state_dict"].items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(p, f"tensor {name} holds {bad} non-finite value(s) (NaN or inf)")
     try:
         build_from_meta(meta, ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
@@ -191,7 +210,7 @@ def make_optimizer(module: L.LightningModule, params, lr: float, weight_decay: f
 class VAPPretrainModule(L.LightningModule):
     """``TimingBackbone`` + ``VAPHead`` trained with the VAP loss (next 2 s of both parties' voice
     activity, 256 classes). Logs ``train/loss``; on dev ``val/loss`` and per corpus ``val/<corpus>/loss``
-    and ``val/<corpus>/shift_hold_ba`` (zero-shot ``p_now`` in mutual silences, threshold 0.5)."""
+    and ``val/<corpus>/shift_hold_auc`` (ROC AUC of the zero-shot ``p_now`` in mutual silences)."""
 
     backbone_name = "timing"
 
@@ -257,8 +276,7 @@ class VAPPretrainModule(L.LightningModule):
             total, count = total + acc["loss"], count + acc["n"]
             labels = np.concatenate(acc["labels"]) if acc["labels"] else np.zeros(0)
             if len(set(labels.tolist())) == 2:
-                scores = np.concatenate(acc["scores"])
-                self.log(f"val/{corpus}/shift_hold_ba", balanced_accuracy(labels, (scores >= 0.5).astype(int)))
+                self.log(f"val/{corpus}/shift_hold_auc", roc_auc_score(labels, np.concatenate(acc["scores"])))
         if count:
             self.log("val/loss", total / count, prog_bar=True)
 
@@ -347,8 +365,8 @@ class HeadModule(L.LightningModule):
         for folder in dm.hparams.corpora:
             ds = load_prepared(folder)[0]["train"].select_columns(["n_frames", "prosody", "prosody_mask"])
             for row in ds:
-                if len(row["prosody"]):
-                    x, m = row_prosody(row)
+                x, m = row_prosody(row)
+                if m.any():
                     xs.append(x)
                     ms.append(m)
         if xs:
@@ -404,8 +422,8 @@ class HeadModule(L.LightningModule):
             self.log(f"dev/{corpus}/macro_f1", fs["macro_f1"])
             if not math.isnan(fs["auprc"][BACKCHANNEL]):
                 self.log(f"dev/{corpus}/bc_auprc", fs["auprc"][BACKCHANNEL])
-            tuned = tune_threshold([p[:, BACKCHANNEL] for p, _, _ in items], [o for _, _, o in items],
-                                   tuple(self.hparams.margin), smoothing=[1, 3], lead=[0.0, 0.2])
+            tuned = tune_backchannel([p for p, _, _ in items], [o for _, _, o in items], grid=DEV_GRID,
+                                     margin=tuple(self.hparams.margin))
             self.log(f"dev/{corpus}/bc_event_f1", tuned.f1)
             f1s.append(tuned.f1)
         if f1s:

@@ -22,8 +22,9 @@ import torch
 from tqdm import tqdm
 
 from backchannel.backbones.timing import vap_zero_shot
+from backchannel.inputs import FrameInputs
 
-from .data import CachedTokenizer, collate_inputs, file_sha256, row_inputs
+from .data import CachedTokenizer, file_sha256
 from .modules import CheckpointError, build_from_meta, load_checkpoint
 
 
@@ -52,7 +53,7 @@ class Predictor:
     def predict_batch(self, rows: list[Mapping]) -> list[dict]:
         """Probabilities for a few rows in one forward pass (end-padded; every model is causal, so the
         padding after a row's last frame changes none of its outputs)."""
-        inputs, lengths = collate_inputs([row_inputs(r, self.tokenizer) for r in rows])
+        inputs, lengths = FrameInputs.collate([FrameInputs.from_row(r, self.tokenizer) for r in rows])
         hidden = self.backbone(inputs)
         with _torch_threads(1):  # the GRU steps frame by frame: extra threads only wait (50x slower under load)
             action_logits, type_logits = self.head(hidden)

@@ -3,7 +3,9 @@
 Every backbone has ``hidden_size`` and the same streaming contract:
 
 - ``forward(...) -> hidden [B, T, hidden_size]``: one vector per 80 ms frame, batched over whole sequences;
-- ``init_state(batch_size) -> state``: a plain object; reset = make a new one;
+- ``init_state(batch_size) -> state``: a plain object;
+- ``reset(state, mask)``: restart the streams where ``mask`` is true (``timing``: any subset, the others
+  untouched; Moshi and Mimi share one cache per batch: all streams at once);
 - ``step(state, ...) -> (hidden [B, hidden_size], state)``: one frame, causal, equal to ``forward``.
 
 ``timing`` (:class:`TimingBackbone`, our VAP-pretrained transformer over voice activity, prosody and

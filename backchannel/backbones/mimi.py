@@ -114,6 +114,15 @@ class MimiBackbone(nn.Module):
         """Empty caches (created on the first step). Reset = a new state."""
         return MimiState()
 
+    def reset(self, state: MimiState, mask) -> None:
+        """Restart the streams where ``mask`` is true: all at once (Mimi's streaming caches are shared by the
+        batch); a partial mask is refused."""
+        mask = torch.as_tensor(mask, dtype=torch.bool).reshape(-1)
+        if bool(mask.any()) and not bool(mask.all()):
+            raise ValueError("MimiBackbone: its batch shares one streaming cache; reset all streams together")
+        if bool(mask.any()):
+            state.padding_cache = state.past_key_values = None
+
     @torch.no_grad()
     def step(self, state: MimiState, audio_frame: Tensor) -> tuple[Tensor, MimiState]:
         """One frame of audio ``[B, channels, 1920]`` -> latents ``[B, hidden_size]``."""

@@ -201,6 +201,18 @@ class MoshiBackbone(nn.Module):
         self._run(state, text, prev, position=0)
         return state
 
+    def reset(self, state: MoshiState, mask) -> None:
+        """Restart the streams where ``mask`` is true. Moshi's KV cache and positions are shared by the batch,
+        so only all streams at once can restart (in place); a partial mask is refused."""
+        mask = torch.as_tensor(mask, dtype=torch.bool).reshape(-1)
+        if not bool(mask.any()):
+            return
+        if not bool(mask.all()):
+            raise ValueError("MoshiBackbone: its batch shares one KV cache; reset all streams together "
+                             "(or run one backbone per session)")
+        fresh = self.init_state(len(mask))
+        state.cache, state.prev_codes, state.t = fresh.cache, fresh.prev_codes, fresh.t
+
     def _run(self, state: MoshiState, text_id: Tensor, audio: Tensor, position: int) -> Tensor:
         pos = torch.tensor([[position]], device=text_id.device)
         out = self.model(input_ids=text_id[:, None], moshi_audio_codes=audio[:, 0, :, None],

@@ -1,28 +1,16 @@
 """The ``timing`` backbone: a small causal transformer over both parties' voice activity, prosody
 and text, pretrained with the Voice Activity Projection objective (Ekstedt & Skantze 2022).
 
-Inputs, per (dialogue, listener) sequence of ``T`` frames (80 ms each, ``backchannel.frames``),
-batched as a dict of tensors:
-
-===================  =================  ==================================================
-key                  shape              meaning
-===================  =================  ==================================================
-``va_listener``      ``[B, T]`` float   fraction of the frame the listener is voiced (0..1)
-``va_speaker``       ``[B, T]`` float   same for the speaker (floor holder)
-``prosody``          ``[B, T, 8]``      f0 (semitones), low-pitch flag, intensity (dB), voicing;
-                                        listener's 4 then speaker's 4; any value where masked
-``prosody_mask``     ``[B, T, 8]`` bool True where the prosody value exists
-``text_ids``         ``[B, T, 2, K]``   optional; :class:`backchannel.text.TextTokenizer` ids,
-                                        listener ``[..., 0, :]``, speaker ``[..., 1, :]``
-===================  =================  ==================================================
-
-``step`` takes the same keys without the ``T`` axis. Sequences in a batch may be padded at the end:
-the model is causal, so padding never changes earlier outputs (give padded frames VAP target -100).
+Inputs: ``backchannel.inputs.FrameInputs`` (or a dict with its keys), ``[B, T]`` sequences for
+``forward`` and one frame ``[B]`` for ``step``. Sequences in a batch may be padded at the end: the model
+is causal, so padding never changes earlier outputs (give padded frames VAP target -100).
 
 Attention is causal within a sliding window of ``window`` frames (the frame itself and the
 ``window - 1`` before it) with ALiBi position biases, which depend only on the distance between
 frames, so the batched ``forward`` (block-wise sliding-window attention) and the streaming ``step``
-(ring-buffer KV cache holding the last ``window`` frames) compute the same function at any length.
+(ring-buffer KV cache holding the last ``window`` frames, one write slot per stream) compute the same
+function at any length. The streaming state is per stream: ``reset(state, mask)`` restarts some streams
+of a batch and leaves the others as they are.
 """
 from __future__ import annotations
 
@@ -35,14 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from backchannel.frames import FRAME_S
+from backchannel.frames import FRAME_S, PROSODY_DIM
+from backchannel.inputs import FrameInputs
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME
 
-N_PROSODY = 8
-PROSODY_NAMES = tuple(f"{party}_{name}" for party in ("listener", "speaker")
-                      for name in ("f0_st", "low_pitch", "intensity_db", "voiced"))
-N_FRAME_FEATURES = 2 + 2 * N_PROSODY
-INPUT_KEYS = ("va_listener", "va_speaker", "prosody", "prosody_mask")
+N_FRAME_FEATURES = 2 + 2 * PROSODY_DIM
 IGNORE_INDEX = -100
 
 
@@ -60,14 +45,14 @@ class FrameFeatures(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("shift", torch.zeros(N_PROSODY))
-        self.register_buffer("scale", torch.ones(N_PROSODY))
+        self.register_buffer("shift", torch.zeros(PROSODY_DIM))
+        self.register_buffer("scale", torch.ones(PROSODY_DIM))
 
     @torch.no_grad()
     def fit(self, prosody, prosody_mask) -> None:
         """Set shift/scale to the masked mean/std of each prosody column (any leading shape ``[..., 8]``)."""
-        x = torch.as_tensor(np.asarray(prosody), dtype=torch.float64).reshape(-1, N_PROSODY)
-        m = torch.as_tensor(np.asarray(prosody_mask), dtype=torch.bool).reshape(-1, N_PROSODY)
+        x = torch.as_tensor(np.asarray(prosody), dtype=torch.float64).reshape(-1, PROSODY_DIM)
+        m = torch.as_tensor(np.asarray(prosody_mask), dtype=torch.bool).reshape(-1, PROSODY_DIM)
         x = torch.where(m, x, torch.zeros((), dtype=x.dtype))
         n = m.sum(0)
         mean = x.sum(0) / n.clamp(min=1)
@@ -85,31 +70,11 @@ class FrameFeatures(nn.Module):
     def init_state(self, batch_size: int):
         return None
 
+    def reset(self, state, mask) -> None:
+        return None
+
     def step(self, state, frame: Mapping[str, Tensor]):
         return self(frame), state
-
-
-def check_inputs(inputs: Mapping[str, Tensor], streaming: bool = False) -> None:
-    """Raise a ValueError naming the key and the problem if ``inputs`` does not match the table above."""
-    missing = [k for k in INPUT_KEYS if k not in inputs]
-    if missing:
-        raise ValueError(f"timing backbone inputs: missing keys {missing} (expected {list(INPUT_KEYS)})")
-    lead = tuple(inputs["va_listener"].shape)
-    want = 1 if streaming else 2
-    if len(lead) != want:
-        raise ValueError(f"timing backbone inputs: va_listener must have {want} dims, got shape {lead}")
-    expected = {"va_speaker": lead, "prosody": lead + (N_PROSODY,), "prosody_mask": lead + (N_PROSODY,)}
-    for key, shape in expected.items():
-        if tuple(inputs[key].shape) != shape:
-            raise ValueError(
-                f"timing backbone inputs: {key} has shape {tuple(inputs[key].shape)}, expected {shape}"
-            )
-    if "text_ids" in inputs:
-        shape = tuple(inputs["text_ids"].shape)
-        if shape[:-1] != lead + (2,):
-            raise ValueError(
-                f"timing backbone inputs: text_ids has shape {shape}, expected {lead + (2, 'K')}"
-            )
 
 
 # --------------------------------------------------------------------------- transformer
@@ -181,8 +146,9 @@ class Block(nn.Module):
         x = x + self.drop(self.proj(att.transpose(1, 2).reshape(B, T, d)))
         return x + self.drop(self.mlp(self.ln2(x)))
 
-    def step(self, x: Tensor, k_cache: Tensor, v_cache: Tensor, slot: int, bias: Tensor) -> Tensor:
-        """One frame: ``x`` ``[B, d]``; caches ``[B, H, W, Dh]`` (written at ``slot``); bias ``[1, H, 1, W]``.
+    def step(self, x: Tensor, k_cache: Tensor, v_cache: Tensor, slot: int | Tensor, bias: Tensor) -> Tensor:
+        """One frame: ``x`` ``[B, d]``; caches ``[B, H, W, Dh]`` written at ``slot`` (one int for all streams,
+        or int64 ``[B]``, one per stream); bias ``[B or 1, H, 1, W]``.
 
         Same math as ``forward``, written with functional calls to keep per-frame overhead low."""
         B, d = x.shape
@@ -190,8 +156,13 @@ class Block(nn.Module):
         h = F.layer_norm(x, (d,), ln1.weight, ln1.bias, ln1.eps)
         qkv = F.linear(h, self.qkv.weight, self.qkv.bias)
         q, k, v = qkv.view(B, 3, self.n_heads, self.head_dim).unbind(1)
-        k_cache[:, :, slot] = k
-        v_cache[:, :, slot] = v
+        if isinstance(slot, int):
+            k_cache[:, :, slot] = k
+            v_cache[:, :, slot] = v
+        else:
+            rows = torch.arange(B, device=x.device)
+            k_cache[rows, :, slot] = k
+            v_cache[rows, :, slot] = v
         att = F.scaled_dot_product_attention(q.unsqueeze(2), k_cache, v_cache, attn_mask=bias)
         x = x + F.linear(att.view(B, d), self.proj.weight, self.proj.bias)
         h = F.layer_norm(x, (d,), ln2.weight, ln2.bias, ln2.eps)
@@ -202,11 +173,12 @@ class Block(nn.Module):
 @dataclass
 class TimingState:
     """Streaming state of :class:`TimingBackbone`: ring-buffer KV cache ``[L, B, H, W, Dh]`` and the
-    number of frames consumed ``t``. Reset = a new state from ``init_state``."""
+    frames consumed per stream ``t`` (int64 ``[B]``). Reset = ``TimingBackbone.reset`` (per stream) or a
+    new state from ``init_state``."""
 
     k: Tensor
     v: Tensor
-    t: int = 0
+    t: Tensor
 
 
 class TimingBackbone(nn.Module):
@@ -252,7 +224,7 @@ class TimingBackbone(nn.Module):
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Hidden states ``[B, T, d]`` for whole (end-padded) sequences."""
-        check_inputs(inputs)
+        FrameInputs.check_shapes(inputs, "timing backbone inputs", dims=2)
         x = self.drop(self.embed(inputs))
         for block in self.blocks:
             x = block(x, self.slopes, self.config.window)
@@ -264,21 +236,36 @@ class TimingBackbone(nn.Module):
         cfg = self.config
         shape = (cfg.n_layers, batch_size, cfg.n_heads, cfg.window, cfg.d_model // cfg.n_heads)
         dev, dtype = self.in_proj.weight.device, self.in_proj.weight.dtype
-        return TimingState(torch.zeros(shape, device=dev, dtype=dtype),
-                           torch.zeros(shape, device=dev, dtype=dtype))
+        return TimingState(torch.zeros(shape, device=dev, dtype=dtype), torch.zeros(shape, device=dev, dtype=dtype),
+                           torch.zeros(batch_size, dtype=torch.long, device=dev))
+
+    @torch.inference_mode()
+    def reset(self, state: TimingState, mask) -> None:
+        """Restart the streams where ``mask`` (bool ``[B]``) is true; the others are untouched."""
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=state.t.device).reshape(-1)
+        state.k[:, mask] = 0
+        state.v[:, mask] = 0
+        state.t[mask] = 0
 
     @torch.inference_mode()
     def step(self, state: TimingState, frame: Mapping[str, Tensor]) -> tuple[Tensor, TimingState]:
         """Consume one frame (inputs without the ``T`` axis); return hidden ``[B, d]`` (an inference
-        tensor, no autograd) and the state, updated in place."""
+        tensor, no autograd) and the state, updated in place. A stream whose hidden state is not finite
+        does not advance: its next frame overwrites the slot, so one bad frame costs that frame only."""
         W = self.config.window
-        slot = state.t % W
-        bias = (self._bias_warm if state.t < W else self._bias_full)[slot]
+        t = state.t
+        if len(t) == 1:  # one stream: plain int slot and bias (the per-frame fast path)
+            t0 = int(t[0])
+            slot, bias = t0 % W, (self._bias_warm if t0 < W else self._bias_full)[t0 % W]
+        else:
+            slot = t % W
+            bias = torch.where((t < W)[:, None, None, None], self._bias_warm[slot, 0], self._bias_full[slot, 0])
         x = self.embed(frame, skip_empty_text=True)
         for i, block in enumerate(self.blocks):
             x = block.step(x, state.k[i], state.v[i], slot, bias)
-        state.t += 1
-        return self.norm(x), state
+        hidden = self.norm(x)
+        state.t += torch.isfinite(hidden).all(dim=-1).long()
+        return hidden, state
 
 
 # --------------------------------------------------------------------------- VAP objective

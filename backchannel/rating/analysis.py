@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 from backchannel.corpora.errors import CorpusError
+from backchannel.evaluation.io import json_safe
 
 from . import CONDITIONS, SCALES
 
@@ -260,14 +261,3 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     paths["md"].write_text(markdown(report))
     plot(report, paths["png"])
     return paths
-
-
-def json_safe(obj):
-    """``obj`` with every NaN/inf float replaced by None (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj

@@ -11,28 +11,36 @@ as ``Authorization: Bearer``. API (JSON, ``Cache-Control: no-store``):
 - ``GET /api/audio/<clip id>``: the clip's WAV, only files the study lists in its ``clips/`` folder.
 - ``GET /api/admin/results``, ``GET /api/admin/export.csv``: admin token only (unblinded).
 
-Unknown, missing or revoked tokens get 403; bad input 422; bodies over ``MAX_BODY`` bytes 413.
+Unknown, missing or revoked tokens get 403; bad input 422; bodies over ``MAX_BODY`` bytes 413; a JSON
+body nested too deeply to parse 400. A ``Host`` header other than the loopback names (``127.0.0.1``,
+``localhost``, ``[::1]``) and the ``allowed_hosts`` given gets 400 (DNS rebinding protection).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from backchannel.evaluation.io import json_safe
+
 from . import SCALES
-from .analysis import analyze, export_rows, json_safe, write_csv
+from .analysis import analyze, export_rows, write_csv
 from .stimuli import load_study
 from .store import Store
 
 MAX_BODY = 4096  # bytes; a rating or mark is well under 200
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")  # bind addresses that name no host a browser would send
 STATIC = Path(__file__).parent / "static"
 PAGES = {"/rate": "rate.html", "/admin": "admin.html"}
 ASSETS = {"rate.js": "text/javascript", "admin.js": "text/javascript", "style.css": "text/css"}
@@ -143,6 +151,8 @@ class RatingApp:
             raise HTTPException(415, "content type must be application/json")
         try:
             data = await request.json()
+        except RecursionError:
+            raise HTTPException(400, "body is nested too deeply") from None
         except ValueError:
             raise HTTPException(422, "body is not JSON") from None
         if not isinstance(data, dict):
@@ -224,9 +234,23 @@ class RatingApp:
                         headers={"content-disposition": 'attachment; filename="ratings.csv"'})
 
 
+def host_names(hosts: Iterable[str | None]) -> list[str]:
+    """``Host`` header names (no port) the app answers: the loopback names plus ``hosts`` (IPv6
+    literals bracketed; wildcard bind addresses such as ``0.0.0.0`` dropped; ``*`` allows any host)."""
+    names = list(LOOPBACK_HOSTS)
+    for h in hosts:
+        h = (h or "").strip().lower()
+        if ":" in h and not h.startswith("["):
+            h = f"[{h}]"
+        if h not in WILDCARD_HOSTS and h not in names:
+            names.append(h)
+    return names
+
+
 def create_app(study_path: str | Path, db_path: str | Path, admin_token: str,
-               synchronous: str = "FULL") -> Starlette:
-    """The ASGI app for a study file and a ratings database (created if absent)."""
+               synchronous: str = "FULL", allowed_hosts: Iterable[str | None] = ()) -> Starlette:
+    """The ASGI app for a study file and a ratings database (created if absent). It answers requests
+    whose ``Host`` is a loopback name or one of ``allowed_hosts`` (:func:`host_names`), any port."""
     state = RatingApp(study_path, db_path, admin_token, synchronous)
     routes = [Route(p, state.page, methods=["GET"]) for p in PAGES] + [
         Route("/static/{name}", state.asset, methods=["GET"]),
@@ -238,7 +262,8 @@ def create_app(study_path: str | Path, db_path: str | Path, admin_token: str,
         Route("/api/admin/export.csv", state.export, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    wrapped = SecurityHeaders(BodyLimit(app))
+    wrapped = SecurityHeaders(TrustedHostMiddleware(BodyLimit(app), allowed_hosts=host_names(allowed_hosts),
+                                                    www_redirect=False))
     wrapped.rating = state  # the study and the store, for the CLI and tests
     return wrapped
 

@@ -53,6 +53,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8750)
     s.add_argument("--base-url", help="public address for printed links (default http://HOST:PORT)")
+    s.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (repeatable; '*' for any). The app "
+                        "answers 127.0.0.1, localhost, [::1], --host and the --base-url host; others get 400 "
+                        "(DNS rebinding protection)")
     s.add_argument("--add-raters", type=int, default=0, help="create this many raters and print their links")
     s.set_defaults(func=cmd_serve)
 
@@ -145,13 +149,19 @@ def _print_links(store, n: int, base_url: str, name: str = "") -> None:
 
 
 def cmd_serve(args) -> int:
+    from urllib.parse import urlsplit
+
     import uvicorn
 
-    from .app import create_app
+    from .app import WILDCARD_HOSTS, create_app
 
     admin = os.environ.get(ADMIN_ENV) or secrets.token_urlsafe(24)
-    app = create_app(args.study, args.db, admin)
     base = args.base_url or f"http://{args.host}:{args.port}"
+    app = create_app(args.study, args.db, admin,
+                     allowed_hosts=[args.host, urlsplit(base).hostname, *args.allowed_host])
+    if args.host in WILDCARD_HOSTS and not args.allowed_host and not args.base_url:
+        print(f"note: bound to {args.host!r}: remote raters' browsers are refused unless their Host is named "
+              "with --allowed-host or --base-url", file=sys.stderr)
     _print_links(app.rating.store, args.add_raters, base)
     print(f"admin page: {base}/admin#{admin}" if ADMIN_ENV not in os.environ
           else f"admin page: {base}/admin#<${ADMIN_ENV}>")

@@ -24,19 +24,19 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from backchannel.baselines import pause_gate, random_onsets
+from backchannel.baselines import PAUSE_GATE_COOLDOWN, pause_gate, random_onsets, rule_onsets
 from backchannel.corpora.dialogue import Dialogue
 from backchannel.corpora.errors import CorpusError
 from backchannel.corpora.mining import mine_backchannels
 from backchannel.frames import interval_activity, merge_intervals
 from backchannel.lexicon import BC_TYPES, backchannel_type, normalize_form
+from backchannel.policy import DEFAULT_FORMS
 
 from . import CONDITIONS
 from .tts import WordRenderer, load_tts, place, render_tone, tone
 
 STUDY_FORMAT = "backchannel-rating-study/1"
-FORMS = {"continuer": "mhm", "agreement": "yeah", "assessment": "wow", "surprise": "oh",
-         "acknowledgement": "okay"}
+FORMS = {t: DEFAULT_FORMS[t][0] for t in BC_TYPES}  # one form per type in every condition
 PAUSE_MIN_S = 0.1  # silences shorter than this (s) inside the speaker's speech are not pauses
 LISTENER_VOICE = "en+f3"  # espeak-ng voice for rendered backchannels, distinct from the speaker's
 
@@ -134,7 +134,7 @@ def pause_gate_condition(dialogue: Dialogue, listener: str) -> list[float]:
     """The pause gate's onsets (seconds) over the whole dialogue: ``baselines.pause_gate`` on the
     floor party's voice activity on the 80 ms frame clock, exactly as the evaluation runs it."""
     va = interval_activity(dialogue.floor(listener).speech_intervals(), dialogue.n_frames)
-    return [float(t) for t in pause_gate(va).onsets]
+    return [float(t) for t in rule_onsets(pause_gate(va), PAUSE_GATE_COOLDOWN)]
 
 
 def pause_relative(onset: float, speech) -> float:
@@ -157,30 +157,20 @@ def pause_relative(onset: float, speech) -> float:
 # ---------------------------------------------------------------- input
 
 def read_onsets_jsonl(path: str | Path) -> dict[tuple[str, str, str], list[Onset]]:
-    """Predicted onsets as JSON lines ``{"corpus", "dialogue", "listener", "onsets": [s, ...]}``,
-    optionally with ``"forms"`` or ``"types"`` parallel to ``onsets``. Keyed by (corpus, dialogue, listener)."""
-    out: dict[tuple[str, str, str], list[Onset]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                key = (str(row["corpus"]), str(row["dialogue"]), str(row["listener"]))
-                times = [float(t) for t in row["onsets"]]
-                forms, types = row.get("forms"), row.get("types")
-                for name, extra in (("forms", forms), ("types", types)):
-                    if extra is not None and len(extra) != len(times):
-                        raise ValueError(f"{len(extra)} {name} for {len(times)} onsets")
-                onsets = [make_onset(t, forms[i] if forms else None, types[i] if types else None)
-                          for i, t in enumerate(times)]
-            except (ValueError, KeyError, TypeError) as err:
-                raise CorpusError(path, f"bad onsets line: {err!r}", n) from None
-            if any(not np.isfinite(o.time) or o.time < 0 for o in onsets):
-                raise CorpusError(path, "onsets must be finite and non-negative seconds", n)
-            if key in out:
-                raise CorpusError(path, f"duplicate entry for {key}", n)
-            out[key] = sorted(onsets, key=lambda o: o.time)
+    """Predicted onsets as JSON lines (``evaluation.io.read_onsets_jsonl``: ``{"corpus", "dialogue",
+    "listener", "onsets": [s, ...]}``, optionally with ``"forms"`` or ``"types"``), keyed by
+    (corpus, dialogue, listener)."""
+    from backchannel.evaluation.io import read_onsets_jsonl as read
+
+    out = {}
+    for n, item in enumerate(read(path), 1):
+        forms, types = item.get("forms"), item.get("types")
+        try:
+            out[(item["corpus"], item["dialogue"], item["listener"])] = [
+                make_onset(t, forms[i] if forms else None, types[i] if types else None)
+                for i, t in enumerate(item["onsets"])]
+        except ValueError as err:
+            raise CorpusError(path, f"bad onsets line: {err}", n) from None
     return out
 
 
@@ -392,6 +382,13 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="rendering clips", unit="clip", disable=not enabled)
 
 
+def _plain_file_name(name) -> bool:
+    """A non-empty file name without a folder part (``/``, ``\\``), a leading ``.`` (``..``, hidden
+    files) or a control character (NUL included)."""
+    return (isinstance(name, str) and bool(name) and not name.startswith(".") and "/" not in name
+            and "\\" not in name and not any(ord(ch) < 32 or ord(ch) == 127 for ch in name))
+
+
 def load_study(path: str | Path) -> dict:
     """Read and check a study file: format, unique plain clip ids and file names inside ``clips/``."""
     path = Path(path)
@@ -399,15 +396,20 @@ def load_study(path: str | Path) -> dict:
         study = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise CorpusError(path, f"cannot read study: {err}") from None
-    if study.get("format") != STUDY_FORMAT:
-        raise CorpusError(path, f"not a study file (format {study.get('format')!r}, expected {STUDY_FORMAT})")
+    if not isinstance(study, dict) or study.get("format") != STUDY_FORMAT:
+        fmt = study.get("format") if isinstance(study, dict) else type(study).__name__
+        raise CorpusError(path, f"not a study file (format {fmt!r}, expected {STUDY_FORMAT})")
+    clips = study.get("clips", [])
+    if not isinstance(clips, list) or not all(isinstance(c, dict) for c in clips):
+        raise CorpusError(path, "clips must be a list of objects")
     seen = set()
-    for i, clip in enumerate(study.get("clips", [])):
-        cid, name = str(clip.get("id", "")), str(clip.get("file", ""))
+    for i, clip in enumerate(clips):
+        cid, name = str(clip.get("id", "")), clip.get("file", "")
         if not cid.isalnum() or cid in seen:
             raise CorpusError(path, f"bad or duplicate clip id {cid!r}", f"clips[{i}]")
-        if not name or Path(name).name != name or name.startswith("."):
-            raise CorpusError(path, f"clip file {name!r} must be a plain file name in clips/", f"clips[{i}]")
+        if not _plain_file_name(name):
+            raise CorpusError(path, f"clip file {name!r} of clip {cid} must be a plain file name in clips/ (no "
+                                    f"path separator, no leading '.', no control or NUL character)", f"clips[{i}]")
         seen.add(cid)
     if not seen:
         raise CorpusError(path, "study has no clips")

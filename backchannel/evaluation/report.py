@@ -1,4 +1,4 @@
-"""The evaluation report as markdown tables and PNG plots (from ``backchannel.evaluate``'s report dict).
+"""The evaluation report as markdown tables and PNG plots (from ``backchannel.evaluation.evaluate``'s dict).
 
 Plots per corpus: onset timing relative to the end of the speaker's last speech (histograms, model vs
 human), precision-recall curves of the BACKCHANNEL frame class (rules as points), and a timeline of one
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from backchannel.corpora.events import ACTIONS
 from backchannel.frames import FRAME_S
 from backchannel.metrics import OFFSET_BINS
 
-ACTIONS = ("SILENT", "BACKCHANNEL", "TAKE_TURN")
 _PALETTE = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 TRUE_COLOR = "tab:green"
 
@@ -44,16 +44,23 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return out + [""]
 
 
-def _variants(systems: dict):
-    """``(system, variant, figures)`` of every system that ran, in report order."""
+def _variants(systems: dict, definition: str):
+    """``(system, variant, figures)`` of every system that ran, in report order, for ``definition``."""
     for name, rep in systems.items():
         if rep.get("status") != "ok":
             continue
-        for variant, v in rep["variants"].items():
+        for variant, v in rep["definitions"][definition]["variants"].items():
             yield name, variant, v
 
 
-def event_table(section: dict, margins: list[str]) -> list[str]:
+def _variant_name(variant: str, v: dict) -> str:
+    dev = v.get("dev") or {}
+    if variant == "rate_matched" and dev.get("in_band") is False:
+        return "rate_matched (NOT matched: no dev setting in the band; nearest rate)"
+    return variant
+
+
+def event_table(section: dict, margins: list[str], definition: str) -> list[str]:
     """Backchannel event P/R at [-500,+500] and F1 at each margin, one line per system and variant."""
     main = "[-500,+500]" if "[-500,+500]" in margins else margins[0]
     header = ["system", "variant", f"P {main}", f"R {main}"] + [f"F1 {m}" for m in margins] + \
@@ -63,15 +70,28 @@ def event_table(section: dict, margins: list[str]) -> list[str]:
         if rep.get("status") != "ok":
             rows.append([name, rep.get("status")] + ["–"] * (len(header) - 2))
             continue
-        for variant, v in rep["variants"].items():
+        for variant, v in rep["definitions"][definition]["variants"].items():
             ev, cad = v["events"], v["cadence"]
             f1s = [_f(ev[m]["f1"]) + (f" ± {_f(ev[m]['f1_std'])}" if "f1_std" in ev[m] else "") for m in margins]
             rows.append([name + (f" ({rep['rows']}/{rep['rows_total']} rows)" if "rows" in rep and
-                                 rep["rows"] < rep["rows_total"] else ""), variant,
+                                 rep["rows"] < rep["rows_total"] else ""), _variant_name(variant, v),
                          _f(ev[main]["precision"]), _f(ev[main]["recall"]), *f1s,
                          _f(cad["model"]["rate_per_minute"], 2), _f(cad["human"]["rate_per_minute"], 2),
                          _f(cad["rate_ratio"], 2)])
     return _table(header, rows)
+
+
+def policy_table(section: dict, definition: str) -> list[str]:
+    """The tuned decision settings of each variant (what ``Policy.from_report`` loads)."""
+    rows = []
+    for name, variant, v in _variants(section["systems"], definition):
+        p = v["policy"]
+        dev = v.get("dev") or {}
+        rows.append([name, variant, _f(p["on"]), p["smoothing"], _f(p["lead"], 2), _f(p["refractory"], 2),
+                     _f(p["take_turn"]) if p.get("take_turn") is not None else "–", _f(dev.get("f1")),
+                     _f(dev.get("rate"), 2), _f(dev.get("human_rate"), 2)])
+    return _table(["system", "variant", "on", "smoothing (frames)", "lead (s)", "refractory (s)", "take-turn level",
+                   "dev F1", "dev rate /min", "dev human /min"], rows)
 
 
 def frame_table(section: dict) -> list[str]:
@@ -90,35 +110,46 @@ def frame_table(section: dict) -> list[str]:
     return _table(header, rows)
 
 
-def turn_tables(section: dict) -> list[str]:
+def turn_tables(section: dict, definition: str) -> list[str]:
     sh, tt = [], []
     for name, rep in section["systems"].items():
-        for source, s in rep.get("shift_hold", {}).items():
-            sh.append([name, source, _f(s["threshold"]), _f(s["balanced_accuracy"]),
-                       _f(s["balanced_accuracy_at_0.5"]), _f(s["roc_auc"]), s["n_shift"], s["n_hold"]])
-        if "take_turn" in rep:
-            t = rep["take_turn"]
+        if rep.get("status") != "ok":
+            continue
+        s = rep.get("shift_hold")
+        if s:
+            vap = s.get("vap_zero_shot", {})
+            sh.append([name, _f(s["balanced_accuracy"]), _f(s["take_turn_level"]), _f(s["balanced_accuracy_shipped"]),
+                       _f(s["shipped_take_turn_level"]), _f(s["roc_auc"]), _f(vap.get("roc_auc")), s["n_shift"],
+                       s["n_hold"]])
+        for variant, v in rep["definitions"][definition]["variants"].items():
+            t = v.get("take_turn")
+            if not t:
+                continue
             ev = t["events"].get("[-500,+500]", next(iter(t["events"].values())))
-            tt.append([name, _f(t["settings"]["threshold"]), t["settings"]["smoothing"], _f(t["settings"]["lead"], 2),
-                       _f(ev["f1"]), _f(t["median_latency"]), _f(t["coverage"]), _f(t["human_median_latency"]),
-                       t["n_shift_pauses"]])
+            tt.append([name, variant, _f(v["policy"]["take_turn"]), v["policy"]["smoothing"], _f(ev["precision"]),
+                       _f(ev["recall"]), _f(ev["f1"]), _f(t["rate_per_minute"], 2), _f(t["median_latency"]),
+                       _f(t["coverage"]), _f(t["human_median_latency"]), _f(t["false_in_speech_per_minute"], 2)])
     out = []
-    if sh:
-        out += [("Shift vs hold in mutual silences (score: mean p(shift) 50–150 ms into the pause; threshold "
-                "tuned on dev):"), ""]
-        out += _table(["system", "p(shift) from", "threshold (dev)", "balanced acc.", "bal. acc. @0.5", "ROC AUC",
-                       "shifts", "holds"], sh)
     if tt:
-        out += [("Take-turn onsets (trigger on p(TAKE_TURN), tuned on dev against shift + interruption onsets); "
-                "latency = predicted onset − speaker's end in shift pauses (s):"), ""]
-        out += _table(["system", "threshold", "smoothing", "lead (s)", "F1 [-500,+500]", "median latency",
-                       "coverage", "human median gap", "shift pauses"], tt)
+        out += [("Take-turn as shipped: onsets = first frame of each run of the policy's TAKE_TURN decisions; "
+                 "level tuned on dev for onset F1 against shift + interruption onsets; latency = onset − floor "
+                 "party's speech end in shift pauses (s); false take-turns = unmatched onsets inside the floor "
+                 "party's speech, per listener-minute."), ""]
+        out += _table(["system", "variant", "level", "smoothing", "P [-500,+500]", "R", "F1", "rate /min",
+                       "median latency", "coverage", "human median gap", "false in speech /min"], tt)
+    if sh:
+        out += [("Shift vs hold in mutual silences (VAP window: 50–150 ms into the pause): predicted shift = the "
+                 "policy decides TAKE_TURN in the window. Balanced accuracy with the take-turn level tuned on dev "
+                 "for it, and with the shipped level; ROC AUC of the mean smoothed p(TAKE_TURN) in the window, and "
+                 "of the backbone's VAP zero-shot p(shift)."), ""]
+        out += _table(["system", "balanced acc.", "level (dev)", "bal. acc. shipped", "shipped level", "ROC AUC",
+                       "VAP zero-shot AUC", "shifts", "holds"], sh)
     return out
 
 
-def cadence_table(section: dict) -> list[str]:
+def cadence_table(section: dict, definition: str) -> list[str]:
     rows = []
-    for name, variant, v in _variants(section["systems"]):
+    for name, variant, v in _variants(section["systems"], definition):
         c = v["cadence"]
         m, h = c["model"], c["human"]
         rows.append([name, variant, _f(m["rate_per_minute"], 2), _f(h["rate_per_minute"], 2), _f(c["rate_ratio"], 2),
@@ -129,26 +160,28 @@ def cadence_table(section: dict) -> list[str]:
                    "in overlap", "human", "median IBI (s)", "human"], rows)
 
 
-def ratio_table(section: dict, margins: list[str]) -> list[str]:
-    if not section.get("ratios"):
-        return ["(no pause-gate ratio: the pause gate or the probabilistic systems did not run)", ""]
+def ratio_table(section: dict, margins: list[str], definition: str) -> list[str]:
+    ratios = (section.get("ratios") or {}).get(definition)
+    if not ratios:
+        return ["(no pause-gate ratio: the pause gate or the tuned systems did not run)", ""]
     return _table(["F1 ratio"] + margins, [[k.replace("_over_pause_gate", " / pause gate"),
-                                            *[_f(v.get(m), 2) for m in margins]] for k, v in section["ratios"].items()])
+                                            *[_f(v.get(m), 2) for m in margins]] for k, v in ratios.items()])
 
 
 def summary_lines(report: dict) -> list[str]:
-    """A few console lines: F1 at [-500,+500] and rate ratio per system and corpus."""
+    """A few console lines: F1 at [-500,+500] and rate ratio per system, variant, definition and corpus."""
     out = []
     for corpus, sec in report["corpora"].items():
-        parts = []
-        for name, rep in sec["systems"].items():
-            if rep.get("status") != "ok":
-                parts.append(f"{name} {rep.get('status')}")
-                continue
-            for variant, v in rep["variants"].items():
-                ev = v["events"].get("[-500,+500]") or next(iter(v["events"].values()))
-                parts.append(f"{name}/{variant} F1 {_f(ev['f1'])} (rate x{_f(v['cadence']['rate_ratio'], 2)})")
-        out.append(f"{corpus}: " + "; ".join(parts))
+        for definition in sec["definitions"]:
+            parts = []
+            for name, rep in sec["systems"].items():
+                if rep.get("status") != "ok":
+                    parts.append(f"{name} {rep.get('status')}")
+                    continue
+                for variant, v in rep["definitions"][definition]["variants"].items():
+                    ev = v["events"].get("[-500,+500]") or next(iter(v["events"].values()))
+                    parts.append(f"{name}/{variant} F1 {_f(ev['f1'])} (rate x{_f(v['cadence']['rate_ratio'], 2)})")
+            out.append(f"{corpus} ({definition}): " + "; ".join(parts))
     return out
 
 
@@ -158,36 +191,46 @@ def markdown(report: dict, plots: dict | None = None) -> str:
     from backchannel.metrics import margin_label
 
     margins = [margin_label(tuple(m)) for m in s["margins"]]
+    g = s["grid"]
     lines = ["# Backchannel evaluation", "",
              (f"Created {report['created']}; code {report['code'].get('git_commit') or '?'} "
-             f"(backchannel {report['code'].get('version')}); checkpoint: {report.get('checkpoint') or 'none'}."), "",
-             ("All figures on the official TEST splits; every threshold, smoothing window and lead is tuned on DEV "
-             f"only (event F1 at {margin_label(tuple(s['tune_margin']))}; variant `rate_matched`: dev rate within "
-             f"{1 / s['rate_factor']:.2f}–{s['rate_factor']:.2f} of the human dev rate). Triggers: causal smoothing "
-             f"over {s['smoothing']} frames, leads {s['leads']} s, refractory {s['refractory']} s. Random baseline: "
-             f"mean ± std over seeds {s['seeds']}. Rates are backchannels per listener-minute."), ""]
+              f"(backchannel {report['code'].get('version')}); checkpoint: {report.get('checkpoint') or 'none'}."), "",
+             ("All figures on the official TEST splits. Every system's onsets come from the one decision core "
+              "(`Policy.run`, what the plugin runs); every policy setting is tuned on DEV only (event F1 at "
+              f"{margin_label(tuple(s['tune_margin']))}; variant `rate_matched`: dev rate within "
+              f"{1 / s['rate_factor']:.2f}–{s['rate_factor']:.2f} of the human dev rate). Grid: trigger levels "
+              f"{min(g['on'])}–{max(g['on'])}, smoothing {g['smoothing']} frames, leads {g['lead']} s, refractory "
+              f"{g['refractory']} s. Random baseline: mean ± std over seeds {s['seeds']}. Rates are backchannels "
+              "per listener-minute. Definitions: `isolated` backchannels (listener silent ≥ 1 s before and after, "
+              "floor party speaking within 1.5 s before; the default target) and `all` mined candidates."), ""]
     for corpus, sec in report["corpora"].items():
         t, d = sec["test"], sec["dev"]
+        counts = ", ".join(f"{k}: {v['count']} ({_f(v['rate_per_minute'], 2)}/min)" for k, v in t["backchannels"].items())
         lines += [f"## {corpus}", "",
                   (f"Test: {t['rows']} listener rows in {t['dialogues']} dialogues, {t['listener_minutes']:.1f} "
-                  f"listener-minutes, {t['backchannels']} backchannels ({_f(t['human_rate_per_minute'], 2)}/min), "
-                  f"{t['shift_pauses']} shift and {t['hold_pauses']} hold pauses. Dev: {d['rows']} rows, "
-                  f"{d['backchannels']} backchannels ({_f(d['human_rate_per_minute'], 2)}/min)."), ""]
+                   f"listener-minutes; backchannels {counts}; {t['shift_pauses']} shift and {t['hold_pauses']} hold "
+                   f"pauses. Dev: {d['rows']} rows."), ""]
         if sec.get("onsets_file"):
             o = sec["onsets_file"]
-            lines += [f"Headline onsets: `{o['path']}` ({o['system']}, variant {o['variant']}).", ""]
-        lines += ["### Backchannel events", ""] + event_table(sec, margins)
-        lines += ["### Ratio of F1 to the pause gate's", ""] + ratio_table(sec, margins)
+            lines += [f"Headline onsets: `{o['path']}` ({o['system']}, {o['definition']} definition, variant "
+                      f"{o['variant']}).", ""]
+        for definition in sec["definitions"]:
+            lines += [f"### Backchannel events — {definition} definition", ""] + event_table(sec, margins, definition)
+            lines += [f"#### Ratio of F1 to the pause gate's ({definition})", ""] + ratio_table(sec, margins, definition)
+        main = sec["definitions"][0]
+        lines += [f"### Tuned policies ({main} definition; `Policy.from_report` loads these)", ""]
+        lines += policy_table(sec, main)
         lines += ["### Frame level (argmax; rules: firing condition vs BACKCHANNEL frames)", ""] + frame_table(sec)
         types = {n: r["types"] for n, r in sec["systems"].items() if "types" in r and r["types"].get("n_frames")}
         for name, ty in types.items():
             lines += [(f"Backchannel type ({name}, on BACKCHANNEL frames): accuracy {_f(ty['accuracy'])}, "
-                      f"macro-F1 {_f(ty['macro_f1'])}; majority type share {_f(ty['majority_share'])}."), ""]
-        lines += ["### Turn-taking", ""] + (turn_tables(sec) or ["(no probabilistic system ran)", ""])
-        lines += ["### Cadence (model vs human on the same listeners)", "",
+                       f"macro-F1 {_f(ty['macro_f1'])}; majority type share {_f(ty['majority_share'])}."), ""]
+        lines += ["### Turn-taking", ""] + (turn_tables(sec, main) or ["(no system predicts take-turns)", ""])
+        lines += [f"### Cadence ({main} definition; model vs human on the same listeners)", "",
                   ("Offsets: onset minus the end of the speaker's last speech (s; negative = in overlap); JS "
-                  "distance of their histograms (0.1 s bins, −1..2 s); IBI: interval between backchannels."), ""]
-        lines += cadence_table(sec)
+                   "distance of their histograms (0.1 s bins, −1..2 s, outside values counted in the outer bins); "
+                   "IBI: interval between backchannels."), ""]
+        lines += cadence_table(sec, main)
         lines += ["### Time (s)", ""] + _table(["stage", "seconds"], [[k, _f(v, 1)] for k, v in sec["seconds"].items()])
         for png in (plots or {}).get(corpus, []):
             lines += [f"![{png}]({png})", ""]
@@ -199,7 +242,7 @@ def markdown(report: dict, plots: dict | None = None) -> str:
         *[["VAP 2022, Switchboard", f"{k.replace('_', ' ')} (weighted F1)", _f(v)]
           for k, v in ref["vap2022_switchboard_weighted_f1"].items()],
         *[["Ruede et al. 2017, raters", f"timing MOS, {k}", _f(v, 2)] for k, v in ref["ruede2017_timing_mos"].items()]])
-    lines += [f"Total time {report.get('seconds_total', float('nan')):.1f} s.", ""]
+    lines += [f"Total time {report.get('seconds_total') or float('nan'):.1f} s.", ""]
     return "\n".join(lines)
 
 
@@ -230,7 +273,12 @@ def plot_offsets(human, systems: dict, path, title: str = "") -> Path:
             ax.hist(np.clip(x, OFFSET_BINS[0], OFFSET_BINS[-1]), bins=OFFSET_BINS, density=True, histtype="step",
                     lw=1.5, label=f"{name} (n={len(x)})", color=color[name.split(" (")[0]])
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel("backchannel onset − end of speaker's last speech (s); < 0: in overlap")
+    lo, hi = OFFSET_BINS[0], OFFSET_BINS[-1]
+    ax.set_xticks(np.arange(lo, hi + 1e-9, 0.5))
+    ax.set_xticklabels([f"≤{x:g}" if x == lo else f"≥{x:g}" if x == hi else f"{x:g}"
+                        for x in np.arange(lo, hi + 1e-9, 0.5)])
+    ax.set_xlabel("backchannel onset − end of speaker's last speech (s); < 0: in overlap; the outer bins "
+                  "hold everything beyond them")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
@@ -293,8 +341,10 @@ def plot_timeline(row: dict, probs: dict, onsets: dict, path, start: float | Non
     ev.set_yticks(range(len(lanes)), lanes, fontsize=8)
     ev.set_ylim(-0.5, len(lanes) - 0.5)
     ev.set_xlabel("time (s)")
-    fig.suptitle(f"{row.get('corpus', '')} {row.get('dialogue', '')}: listener {row.get('listener', '')} "
-                 "(green: true backchannel onsets)", fontsize=10)
+    total = int(row["n_frames"]) * FRAME_S
+    fig.suptitle(f"{row.get('corpus', '')} {row.get('dialogue', '')}: listener {row.get('listener', '')}, "
+                 f"{start:.0f}–{min(start + seconds, total):.0f} s of {total:.0f} s (green: true backchannel onsets)",
+                 fontsize=10)
     return _save(fig, path)
 
 
@@ -317,7 +367,8 @@ def write_report(report: dict, out_dir, plot_data: dict | None = None) -> list[s
         names = []
         if d["offsets"]:
             names.append(plot_offsets(d["human_offsets"], d["offsets"], out_dir / f"{corpus}-onset-offsets.png",
-                                      f"{corpus} test: backchannel onset timing, model vs human").name)
+                                      f"{corpus} test ({d['definition']} backchannels): onset timing, model vs "
+                                      "human").name)
         if d["pr_curves"] or d["pr_points"]:
             names.append(plot_pr(d["pr_curves"], d["pr_points"], out_dir / f"{corpus}-pr-backchannel.png",
                                  f"{corpus} test: BACKCHANNEL frames").name)
