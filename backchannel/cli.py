@@ -2,7 +2,7 @@
 
     backchannel corpus prepare [maptask mrda | demo | textgrid ...] [--root PATH] [--out data]
     backchannel corpus stats CORPUS [--root PATH] [--out docs/stats/CORPUS]
-    backchannel corpus inspect data/maptask [--dialogue q7ec1 --listener f] [--plot timeline.png]
+    backchannel corpus inspect maptask [--dialogue q7ec1 --listener f] [--plot runs/timeline.png]
     backchannel corpus download maptask|mrda DEST
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from backchannel import __version__
+
+MAX_LISTED = 12  # names listed in one summary line
 
 
 class UsageError(Exception):
@@ -55,11 +57,10 @@ def _label_settings(args):
 
 def cmd_prepare(args) -> int:
     from backchannel.corpora.dataset import build_dataset
-    from backchannel.corpora.recipes import corpus_dir, load_corpus
+    from backchannel.corpora.recipes import corpus_dir, count_dialogues, load_corpus
 
     names = _resolve_corpora(args.corpora, args.root)
     settings = _label_settings(args)
-    rc = 0
     for name in names:
         out = Path(args.out) / name
         skipped: list | None = [] if args.skip_bad else None
@@ -67,20 +68,67 @@ def cmd_prepare(args) -> int:
         _say(f"[{name}] reading {src}")
         dialogues = load_corpus(name, args.root, skipped=skipped, split_file=args.split_file)
         if args.audio:
-            dialogues = _with_audio(dialogues, Path(args.audio), skipped)
-        dsd = build_dataset(dialogues, out, corpus=name, label_settings=settings, skipped=skipped,
-                            overwrite=args.overwrite, source=str(src))
+            dialogues = _with_audio(dialogues, Path(args.audio), skipped, args.channel_map,
+                                    lambda msg, name=name: _say(f"[{name}] {msg}"))
+        try:
+            build_dataset(dialogues, out, corpus=name, label_settings=settings, skipped=skipped,
+                          overwrite=args.overwrite, source=str(src), speakers=args.speakers,
+                          exclude_speakers=args.exclude_speakers, total=count_dialogues(name, args.root))
+        except BaseException:
+            _list_skipped(name, skipped)
+            raise
         manifest = json.loads((out / "manifest.json").read_text())
         _print_summary(name, out, manifest)
-        if skipped:
-            rc = 1 if not dsd else rc
-            _say(f"[{name}] skipped {len(skipped)} bad input(s):")
-            for path, msg in skipped:
-                _say(f"  - {msg}")
-    return rc
+        _list_skipped(name, skipped)
+    return 0
 
 
-def _with_audio(dialogues, audio_dir: Path, skipped):
+def _list_skipped(name: str, skipped: list | None) -> None:
+    if skipped:
+        _say(f"[{name}] skipped {len(skipped)} bad input(s):")
+        for _path, msg in skipped:
+            _say(f"  - {msg}")
+
+
+def _channel_map(text: str) -> dict:
+    """``--channel-map``: ``A=0,B=1`` (speaker label -> channel index, for every dialogue) or a JSON file
+    ``{dialogue id: {speaker: index}}`` (or one ``{speaker: index}`` for all)."""
+    if text.endswith(".json"):
+        try:
+            data = json.loads(Path(text).read_text())
+        except (OSError, ValueError) as err:
+            raise argparse.ArgumentTypeError(f"{text}: cannot read the JSON channel map: {err}") from None
+        if _is_index_map(data):
+            return {"*": data}
+        if isinstance(data, dict) and all(_is_index_map(v) for v in data.values()):
+            return data
+        raise argparse.ArgumentTypeError(f"{text}: expected {{speaker: channel}} or {{dialogue: {{speaker: "
+                                         "channel}}}} with channel indices from 0")
+    out = {}
+    for item in text.split(","):
+        speaker, eq, index = item.strip().rpartition("=")
+        if not eq or not speaker or not index.isdigit():
+            raise argparse.ArgumentTypeError(f"expected SPEAKER=CHANNEL[,SPEAKER=CHANNEL...] with channel "
+                                             f"indices from 0 (or a .json file), got {item!r}")
+        out[speaker] = int(index)
+    return {"*": out}
+
+
+def _is_index_map(obj) -> bool:
+    return isinstance(obj, dict) and all(type(v) is int and v >= 0 for v in obj.values())
+
+
+def _regex(text: str) -> str:
+    import re
+
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {err}") from None
+    return text
+
+
+def _with_audio(dialogues, audio_dir: Path, skipped, channel_map: dict | None, log):
     """Attach ``<id>.wav`` (stereo) or ``<id>.<speaker>.wav`` (one per speaker) from ``audio_dir``."""
     from backchannel.corpora.audio import attach_audio
     from backchannel.corpora.errors import CorpusError
@@ -88,11 +136,12 @@ def _with_audio(dialogues, audio_dir: Path, skipped):
     for d in dialogues:
         stereo = audio_dir / f"{d.id}.wav"
         per = {s: audio_dir / f"{d.id}.{s}.wav" for s in d.speakers}
+        channels = (channel_map.get(d.id, channel_map.get("*")) if channel_map else None)
         try:
             if stereo.exists():
-                d = attach_audio(d, stereo=stereo)
+                d = attach_audio(d, stereo=stereo, channels=channels, log=log)
             elif any(p.exists() for p in per.values()):
-                d = attach_audio(d, per_speaker=per)
+                d = attach_audio(d, per_speaker=per, log=log)
         except CorpusError as err:
             if skipped is None:
                 raise
@@ -121,19 +170,27 @@ def _print_summary(name: str, out: Path, manifest: dict) -> None:
           "  of which isolated / turn-initial / other (Ruede et al. 2017 isolation); by tag / by lexicon = short\n"
           "  (<= 3 words, <= 1 s), non-floor-claiming listener utterances that the corpus tag / the lexicon rule "
           f"accept.\n  Labels: bc_definition={ls.get('bc_definition')}, non_isolated={ls.get('non_isolated')}.")
+    low = manifest.get("low_speech_listeners") or []
+    if low:
+        from backchannel.corpora.dataset import LOW_SPEECH_S
+
+        shown = ", ".join(f"{r['dialogue']}/{r['listener']} {r['speech_s']:.1f} s" for r in low[:MAX_LISTED])
+        print(f"  {len(low)} listener row(s) with little speech (< {LOW_SPEECH_S:.0f} s of voice activity): {shown}"
+              f"{' ...' if len(low) > MAX_LISTED else ''}\n"
+              "  (pseudo-speakers such as an audience? leave them out as listeners with --exclude-speakers REGEX)")
 
 
 def cmd_stats(args) -> int:
-    from tqdm import tqdm
-
     from backchannel.corpora.mining import mine_dialogue
-    from backchannel.corpora.recipes import load_corpus
+    from backchannel.corpora.recipes import count_dialogues, load_corpus
     from backchannel.corpora.stats import compare_to_human_reference, corpus_stats, write_stats_report
+    from backchannel.progress import progress
 
     name = _resolve_corpora([args.corpus] if args.corpus else [], args.root)[0]
     settings = _label_settings(args)
-    dialogues = list(tqdm(load_corpus(name, args.root), desc=f"reading {name}", unit="dlg"))
-    events = [mine_dialogue(d, settings) for d in tqdm(dialogues, desc="mining", unit="dlg")]
+    dialogues = list(progress(load_corpus(name, args.root), f"reading {name}", "dialogue",
+                              total=count_dialogues(name, args.root)))
+    events = [mine_dialogue(d, settings) for d in progress(dialogues, "mining", "dialogue")]
     stats = corpus_stats(dialogues, events)
     stats["corpus"] = name
     stats["label_settings"] = settings.to_dict()
@@ -146,15 +203,25 @@ def cmd_stats(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from backchannel.corpora.dataset import load_prepared
-    from backchannel.corpora.inspect import describe, plot_timeline
+    from backchannel.corpora.dataset import find_row, load_prepared, resolve_prepared
+    from backchannel.corpora.errors import CorpusError
+    from backchannel.corpora.inspect import describe, plot_timeline, timeline_window
 
-    dsd, manifest = load_prepared(args.dataset)
-    print(describe(dsd, manifest, dialogue=args.dialogue, listener=args.listener))
+    dataset = resolve_prepared(args.dataset)
+    try:
+        dsd, manifest = load_prepared(dataset)
+    except (OSError, ValueError, KeyError) as err:
+        raise CorpusError(dataset, f"cannot read the prepared dataset: {err}") from None
+    row = find_row(dsd, dataset, args.dialogue, args.listener) if args.dialogue or args.listener or args.plot \
+        else None
+    if row is not None and args.plot:
+        t0, t1, duration = timeline_window(row["n_frames"], args.start, args.seconds, where=dataset)
+    print(describe(dsd, manifest, dialogue=row and row["dialogue"], listener=row and row["listener"]))
     if args.plot:
-        path = plot_timeline(dsd, dialogue=args.dialogue, listener=args.listener, out=args.plot,
+        path = plot_timeline(dsd, dialogue=row["dialogue"], listener=row["listener"], out=args.plot,
                              start=args.start, seconds=args.seconds)
-        print(f"timeline plot written to {path}")
+        print(f"timeline plot of {row['dialogue']} listener {row['listener']}, {t0:.0f}-{t1:.0f} s of "
+              f"{duration:.0f} s, written to {path}")
     return 0
 
 
@@ -218,8 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", default="data", help="output folder; one sub-folder per corpus (default: data)")
     _add_label_options(prep, labels=True)
     prep.add_argument("--audio", help="folder of <id>.wav (stereo) or <id>.<speaker>.wav files to attach")
+    prep.add_argument("--channel-map", type=_channel_map, metavar="A=0,B=1|FILE.json",
+                      help="which channel of a stereo <id>.wav is whose: SPEAKER=INDEX pairs (0-based) for every "
+                      "dialogue, or a JSON file {dialogue: {speaker: index}}; default: the transcript's channel "
+                      "field where it has one, else sorted speaker labels (said, and checked against the audio)")
+    prep.add_argument("--speakers", type=_regex, metavar="REGEX",
+                      help="only speakers matching REGEX (re.search) become listener rows")
+    prep.add_argument("--exclude-speakers", type=_regex, metavar="REGEX",
+                      help="speakers matching REGEX (e.g. an audience pseudo-speaker) become no listener rows; "
+                      "their speech still counts as the floor")
     prep.add_argument("--split-file", help="JSON {dialogue id: train|dev|test} for your own corpora")
-    prep.add_argument("--skip-bad", action="store_true", help="skip bad dialogues, list them at the end")
+    prep.add_argument("--skip-bad", action="store_true", help="skip bad dialogues (each recording of a "
+                      "multi-recording file on its own), list them at the end; fails if none is left")
     prep.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
     prep.set_defaults(func=cmd_prepare)
 
@@ -231,12 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_stats)
 
     ins = csub.add_parser("inspect", help="summarise a prepared dataset; plot one listener's timeline")
-    ins.add_argument("dataset", help="a prepared dataset folder, e.g. data/maptask")
-    ins.add_argument("--dialogue")
-    ins.add_argument("--listener")
+    ins.add_argument("dataset", help="a prepared dataset folder, or a corpus name (-> data/NAME)")
+    ins.add_argument("--dialogue", help="dialogue id (default: the test listener with the most backchannels)")
+    ins.add_argument("--listener", help="listener id (default: the dialogue's listener with the most backchannels)")
     ins.add_argument("--plot", help="write a timeline PNG here")
-    ins.add_argument("--start", type=float, default=0.0, help="timeline start (s)")
-    ins.add_argument("--seconds", type=float, default=60.0, help="timeline length (s)")
+    ins.add_argument("--start", type=float, default=0.0, help="timeline start (s, default 0)")
+    ins.add_argument("--seconds", type=float, default=60.0, help="timeline length (s, default 60)")
     ins.set_defaults(func=cmd_inspect)
 
     dl = csub.add_parser("download", help="fetch a public corpus release and verify it")
@@ -353,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: {err}")
         return 2
     except FileExistsError as err:
-        _say(f"error: {err} (use --overwrite)" if "overwrite" not in str(err) else f"error: {err}")
+        _say(f"error: {err}; pass --overwrite to replace it" if "overwrite" not in str(err) else f"error: {err}")
         return 2
     except KeyboardInterrupt:
         _say("interrupted; nothing half-written was left behind")

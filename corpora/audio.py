@@ -1,8 +1,19 @@
 """Attach audio to a ``Dialogue``: per-80 ms-frame voice activity and prosody in ``ChannelAudio``.
 
-Audio comes as one stereo file (channel ``i`` = ``i``-th speaker) or one mono file per speaker, at
-any common rate (8-48 kHz). Every signal is first resampled to 16 kHz (``scipy.signal.resample_poly``)
-so features do not depend on the recording rate. Then, per channel:
+Audio comes as one multi-channel (stereo) file or one mono file per speaker, at any common rate
+(8-48 kHz). Which channel of a stereo file is whose (``stereo_mapping``), in this order: the mapping
+given (``channels=``, the CLI's ``--channel-map``); else the channel the transcript states for every
+speaker (``Channel.audio_channel``: the STM/RTTM channel field, Switchboard's A/B side); else a
+**guess**, sorted speaker labels on channels 0, 1, ... (the file must then have one channel per
+speaker). The mapping used is reported (``log``), and a check compares each speaker's voice activity
+from the transcript (word or segment times) with webrtcvad's on every mapped channel (Pearson
+correlation per frame): when another assignment of the same channels fits better by more than
+``SWAP_MARGIN`` (mean correlation), the mapping looks swapped. A guessed mapping that looks swapped
+is refused (``CorpusError``, suggesting ``--channel-map``); a given or stated one is used with a
+warning. Per-speaker files get the same check.
+
+Every signal is first resampled to 16 kHz (``scipy.signal.resample_poly``) so features do not depend
+on the recording rate. Then, per channel:
 
 - ``voice_activity``: webrtcvad decisions on 20 ms frames (10/30 ms possible), turned into the
   fraction of each 80 ms frame covered by voiced VAD frames (``frames.interval_activity``).
@@ -21,7 +32,9 @@ are for corpora, not for a streaming runtime.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
+from itertools import permutations
 from math import gcd
 from pathlib import Path
 
@@ -33,7 +46,7 @@ from scipy.signal import resample_poly
 
 from backchannel.frames import FRAME_HZ, FRAME_S, interval_activity, num_frames
 
-from .dialogue import Channel, ChannelAudio, Dialogue
+from .dialogue import ChannelAudio, Dialogue
 from .errors import CorpusError
 
 ANALYSIS_SR = 16000  # Hz: every signal is analysed at this rate
@@ -46,6 +59,9 @@ TRANSCRIPT_SLACK_S = 1.0  # a transcript may end this much after its audio
 VAD_WARMUP_S = 0.3  # seconds of reflected signal that webrtcvad's noise model settles on
 VAD_FRAME_MS = 20  # webrtcvad decision frame (10, 20 or 30 ms)
 VAD_MODE = 2  # webrtcvad aggressiveness 0-3
+SWAP_MARGIN = 0.2  # mean correlation by which another speaker -> channel assignment must fit better
+MAX_SWAP_CHECK_SPEAKERS = 7  # the check tries every permutation of the mapped channels
+GUESSED = "guessed: sorted speaker labels; give the mapping with --channel-map if this is wrong"
 _EPS = 1e-9
 
 
@@ -162,18 +178,20 @@ def _fit(x: np.ndarray, n: int, fill: float) -> np.ndarray:
 
 
 def channel_audio(samples_mono: np.ndarray, sr: int, n_frames: int, path: str = "",
-                  vad_mode: int = 2) -> ChannelAudio:
+                  vad_mode: int = 2, channel: int = 0, vad: np.ndarray | None = None) -> ChannelAudio:
     """Voice activity and prosody of one channel as a ``ChannelAudio`` of exactly ``n_frames`` frames.
 
-    Frames past the audio's end get vad 0, voiced 0, F0 NaN, low_pitch 0, intensity 0 dB.
+    Frames past the audio's end get vad 0, voiced 0, F0 NaN, low_pitch 0, intensity 0 dB. ``vad``:
+    this channel's ``voice_activity`` if already computed.
     """
-    vad = voice_activity(samples_mono, sr, mode=vad_mode)
+    if vad is None:
+        vad = voice_activity(samples_mono, sr, mode=vad_mode)
     p = prosody(samples_mono, sr)
     return ChannelAudio(vad=_fit(vad, n_frames, 0.0), f0_st=_fit(p["f0_st"], n_frames, np.nan),
                         low_pitch=_fit(p["low_pitch"], n_frames, 0.0),
                         intensity_db=_fit(p["intensity_db"], n_frames, INTENSITY_FLOOR_DB),
                         voiced=_fit(p["voiced"], n_frames, 0.0), path=str(path), sample_rate=int(sr),
-                        duration=len(samples_mono) / sr)
+                        duration=len(samples_mono) / sr, channel=int(channel))
 
 
 def _check_length(dialogue: Dialogue, speakers, path: Path, audio_s: float) -> None:
@@ -182,15 +200,81 @@ def _check_length(dialogue: Dialogue, speakers, path: Path, audio_s: float) -> N
         raise CorpusError(path, f"transcript longer than its audio: {max(ends):.1f} s vs {audio_s:.1f} s")
 
 
+def stereo_mapping(dialogue: Dialogue, n_channels: int, path: str | Path,
+                   channels: dict[str, int] | None = None) -> tuple[dict[str, int], str]:
+    """``(speaker -> channel index, how it was chosen)`` for a file of ``n_channels`` (module docstring).
+
+    Raises ``CorpusError`` naming ``path`` on a speaker without a channel, an index out of range, two
+    speakers on one channel, or (for the guess) a channel count other than the number of speakers.
+    """
+    speakers = dialogue.speakers
+    stated = {s: dialogue.channels[s].audio_channel for s in speakers}
+    if channels is not None:
+        how = "given"
+    elif all(c is not None for c in stated.values()):
+        channels, how = stated, "from the transcript's channel field"
+    else:
+        if n_channels != len(speakers):
+            raise CorpusError(path, f"expected {len(speakers)} channels (one per speaker: {', '.join(speakers)}), "
+                                    f"found {n_channels}; give the mapping with --channel-map")
+        channels, how = {s: i for i, s in enumerate(sorted(speakers))}, GUESSED
+    for s in speakers:
+        if s not in channels:
+            raise CorpusError(path, f"speaker {s!r} has no channel in the mapping {channels}")
+        if not 0 <= channels[s] < n_channels:
+            raise CorpusError(path, f"speaker {s!r} mapped to channel {channels[s]}, file has {n_channels}")
+    on = {}
+    for s in speakers:
+        if channels[s] in on:
+            raise CorpusError(path, f"speakers {on[channels[s]]!r} and {s!r} both mapped to channel {channels[s]}")
+        on[channels[s]] = s
+    return {s: channels[s] for s in speakers}, how
+
+
+def channel_agreement(transcript: np.ndarray, vad: np.ndarray) -> np.ndarray:
+    """Pearson correlation ``[speakers, channels]`` of per-frame voice activity from the transcript
+    ``[speakers, n]`` with webrtcvad's ``[channels, n]``; 0 where either is constant."""
+    t = transcript - transcript.mean(axis=1, keepdims=True)
+    v = vad - vad.mean(axis=1, keepdims=True)
+    norm = np.outer(np.linalg.norm(t, axis=1), np.linalg.norm(v, axis=1))
+    return np.divide(t @ v.T, norm, out=np.zeros(norm.shape), where=norm > 0)
+
+
+def _better_assignment(corr: np.ndarray) -> tuple[tuple[int, ...], float, float] | None:
+    """``(columns, their mean, the diagonal's mean)`` of the best assignment of ``corr``'s columns to its
+    rows when it beats the diagonal by more than ``SWAP_MARGIN``, else None."""
+    k = corr.shape[0]
+    if k < 2 or k > MAX_SWAP_CHECK_SPEAKERS:
+        return None
+    rows = np.arange(k)
+    best = max(permutations(range(k)), key=lambda p: corr[rows, list(p)].sum())
+    diag, alt = float(np.mean(np.diag(corr))), float(np.mean(corr[rows, list(best)]))
+    return (best, alt, diag) if alt - diag > SWAP_MARGIN else None
+
+
+def _transcript_activity(dialogue: Dialogue, speakers, n: int) -> np.ndarray:
+    return np.stack([interval_activity(dialogue.channels[s].speech_intervals(), n) for s in speakers])
+
+
+def _note(log: Callable[[str], None] | None, msg: str, warn: bool = False) -> None:
+    if log is not None:
+        log(f"warning: {msg}" if warn else msg)
+    elif warn:
+        warnings.warn(msg, UserWarning, stacklevel=3)
+
+
 def attach_audio(dialogue: Dialogue, stereo: str | Path | None = None,
                  per_speaker: dict[str, str | Path] | None = None,
-                 channels: dict[str, int] | None = None, vad_mode: int = 2) -> Dialogue:
+                 channels: dict[str, int] | None = None, vad_mode: int = 2,
+                 log: Callable[[str], None] | None = None) -> Dialogue:
     """A copy of ``dialogue`` whose channels carry ``ChannelAudio`` (``dialogue.n_frames`` frames each).
 
-    Give either ``stereo`` (one file; channel ``i`` is ``dialogue.speakers[i]``, or ``channels`` maps
-    speaker -> channel index) or ``per_speaker`` (speaker -> mono file). Raises ``CorpusError`` naming
-    the file on a wrong channel count, a missing speaker, a transcript ending more than 1 s after the
-    audio, an unreadable file or a rate below 8 kHz.
+    Give either ``stereo`` (one file; ``channels`` maps speaker -> channel index, else
+    ``stereo_mapping`` decides) or ``per_speaker`` (speaker -> mono file). ``log`` receives the
+    mapping used and a warning when it looks swapped (without ``log`` the warning is a
+    ``UserWarning``). Raises ``CorpusError`` naming the file on a wrong channel count or mapping, a
+    guessed mapping that looks swapped, a missing speaker, a transcript ending more than 1 s after
+    the audio, an unreadable file or a rate below 8 kHz.
     """
     if (stereo is None) == (per_speaker is None):
         raise ValueError("give exactly one of stereo= or per_speaker=")
@@ -200,20 +284,26 @@ def attach_audio(dialogue: Dialogue, stereo: str | Path | None = None,
     if stereo is not None:
         path = Path(stereo)
         samples, sr = load_audio(path)
-        if channels is None:
-            if samples.shape[0] != len(speakers):
-                raise CorpusError(path, f"expected {len(speakers)} channels (one per speaker: "
-                                        f"{', '.join(speakers)}), found {samples.shape[0]}")
-            channels = {s: i for i, s in enumerate(speakers)}
-        for s in speakers:
-            if s not in channels:
-                raise CorpusError(path, f"speaker {s!r} has no channel in the mapping {channels}")
-            if not 0 <= channels[s] < samples.shape[0]:
-                raise CorpusError(path, f"speaker {s!r} mapped to channel {channels[s]}, "
-                                        f"file has {samples.shape[0]}")
+        channels, how = stereo_mapping(dialogue, samples.shape[0], path, channels)
         _check_length(dialogue, speakers, path, samples.shape[1] / sr)
+        by_channel = sorted(speakers, key=channels.get)
+        _note(log, f"{path.name}: " + ", ".join(f"channel {channels[s]} = {s}" for s in by_channel) + f" ({how})")
+        vads = {s: _fit(voice_activity(samples[channels[s]], sr, mode=vad_mode), n, 0.0) for s in speakers}
+        better = _better_assignment(channel_agreement(_transcript_activity(dialogue, by_channel, n),
+                                                      np.stack([vads[s] for s in by_channel])))
+        if better is not None:
+            cols, alt, diag = better
+            fit = {s: channels[by_channel[c]] for s, c in zip(by_channel, cols)}
+            fix = ",".join(f"{s}={fit[s]}" for s in sorted(speakers))
+            problem = (f"the {'guessed ' if how == GUESSED else ''}channel mapping "
+                       f"{ {s: channels[s] for s in by_channel} } looks swapped: the transcript's voice activity "
+                       f"correlates {diag:.2f} on average with the mapped channels' webrtcvad activity, "
+                       f"{alt:.2f} with {fit}")
+            if how == GUESSED:
+                raise CorpusError(path, f"{problem}; if that is right, pass --channel-map {fix}")
+            _note(log, f"{path}: {problem} (--channel-map {fix} would use that)", warn=True)
         for s in speakers:
-            feats[s] = channel_audio(samples[channels[s]], sr, n, str(path), vad_mode)
+            feats[s] = channel_audio(samples[channels[s]], sr, n, str(path), vad_mode, channels[s], vads[s])
     else:
         src = dialogue.source or dialogue.id
         for s in per_speaker:
@@ -230,5 +320,13 @@ def attach_audio(dialogue: Dialogue, stereo: str | Path | None = None,
                                         f"found {samples.shape[0]} channels")
             _check_length(dialogue, [s], path, samples.shape[1] / sr)
             feats[s] = channel_audio(samples[0], sr, n, str(path), vad_mode)
-    new_channels = {s: Channel(c.speaker, c.utterances, feats[s]) for s, c in dialogue.channels.items()}
+        better = _better_assignment(channel_agreement(_transcript_activity(dialogue, speakers, n),
+                                                      np.stack([feats[s].vad for s in speakers])))
+        if better is not None:
+            cols, alt, diag = better
+            fit = {s: Path(per_speaker[speakers[c]]).name for s, c in zip(speakers, cols)}
+            _note(log, f"{src}: the per-speaker audio files look swapped: the transcript's voice "
+                       f"activity correlates {diag:.2f} on average with each speaker's own file, {alt:.2f} "
+                       f"with {fit}", warn=True)
+    new_channels = {s: replace(c, audio=feats[s]) for s, c in dialogue.channels.items()}
     return replace(dialogue, channels=new_channels)

@@ -2,18 +2,22 @@
 
 One row per (dialogue, listener): ids, the per-frame arrays of ``framing.frame_listener`` and the
 event lists. Rows stream to Arrow files (memory stays flat), the build goes to a temporary folder
-next to ``out_dir`` that is renamed into place only when everything succeeded, and nothing is
-written to the Hugging Face cache. The same input gives byte-identical Arrow files and the same
-content ``fingerprint``.
+next to ``out_dir`` (``.<name>.<pid>-<random>.tmp``, created with the umask's mode) that is renamed into
+place only when everything succeeded, and nothing is written to the Hugging Face cache. Temporary
+folders left by killed runs (their process is gone) are removed at the start of the next build. The
+same input gives byte-identical Arrow files and the same content ``fingerprint``.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import re
+import secrets
 import shutil
 import subprocess
-import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -32,12 +36,12 @@ from datasets import (
 from datasets.arrow_writer import ArrowWriter
 from datasets.table import InMemoryTable
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-from tqdm import tqdm
 
 from backchannel.frames import FRAME_S, PROSODY_DIM
+from backchannel.progress import progress as progress_bar
 
 from .dialogue import Dialogue
-from .events import BC_KINDS, LabelSettings
+from .errors import CorpusError
 from .framing import frame_dialogue
 from .mining import mine_dialogue
 
@@ -61,9 +65,11 @@ FEATURES = Features({
     "hold_pauses": List(List(_F64, length=2)), "shift_pauses": List(List(_F64, length=2)),
 })
 
-# Source files whose code decides the prepared data; their hash goes in the manifest.
-_CODE = ("backchannel/frames.py", "backchannel/lexicon.py", "corpora/dialogue.py", "corpora/events.py",
-         "corpora/mining.py", "corpora/framing.py", "corpora/dataset.py")
+# Modules whose code decides the prepared data; the hash of their source files goes in the manifest.
+LABELLING_MODULES = ("backchannel.frames", "backchannel.lexicon", "backchannel.corpora.dialogue",
+                     "backchannel.corpora.events", "backchannel.corpora.mining", "backchannel.corpora.framing",
+                     "backchannel.corpora.dataset")
+LOW_SPEECH_S = 10.0  # seconds: a listener row with less voice activity is listed as "little speech"
 
 
 def _digest(h, row: dict) -> None:
@@ -81,22 +87,40 @@ def _digest(h, row: dict) -> None:
             h.update(json.dumps(x).encode())
 
 
+def labelling_sources() -> dict[str, Path]:
+    """Module name -> source file of each of ``LABELLING_MODULES``, found through the import system
+    (so an editable checkout and an installed wheel both work)."""
+    out = {}
+    for name in LABELLING_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not Path(spec.origin).is_file():
+            raise FileNotFoundError(f"{name}: source file not found (origin {getattr(spec, 'origin', None)})")
+        out[name] = Path(spec.origin)
+    return out
+
+
+def _git_commit(folder: Path) -> str | None:
+    """HEAD of the git checkout whose top folder is ``folder``; None elsewhere (an installed wheel)."""
+    try:
+        run = [subprocess.run(["git", "-C", str(folder), "rev-parse", arg], capture_output=True, text=True,
+                              timeout=10, check=False).stdout.strip() for arg in ("--show-toplevel", "HEAD")]
+    except (OSError, subprocess.SubprocessError):
+        return None
+    top, commit = run
+    return commit or None if top and Path(top).resolve() == folder.resolve() else None
+
+
 def code_version() -> dict:
     """Package ``version``, ``git_commit`` (in a git checkout), ``source_sha256`` of the labelling code."""
-    root = Path(__file__).resolve().parents[1]
     try:
         version = metadata.version("backchannel")
     except metadata.PackageNotFoundError:
         version = None
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=False).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     h = hashlib.sha256()
-    for rel in _CODE:
-        h.update(rel.encode())
-        h.update((root / rel).read_bytes())
+    for name, path in labelling_sources().items():
+        h.update(name.encode())
+        h.update(path.read_bytes())
+    commit = _git_commit(Path(__file__).resolve().parents[1])  # the repository root in a checkout
     return {"version": version, "git_commit": commit, "source_sha256": h.hexdigest()}
 
 
@@ -193,35 +217,102 @@ def find_row(dsd, dataset: str | Path, dialogue: str | None = None, listener: st
 def build_dataset(dialogues, out_dir: str | Path, *, corpus: str,
                   label_settings: LabelSettings | dict | None = None, progress: bool = True,
                   skipped: list | None = None, overwrite: bool = False,
-                  source: str | Path | None = None) -> DatasetDict:
+                  source: str | Path | None = None, speakers: str | None = None,
+                  exclude_speakers: str | None = None, total: int | None = None) -> DatasetDict:
     """Mine, frame and write ``dialogues`` (each with ``.split`` in train/dev/test) to ``out_dir``.
 
     ``skipped``: the reader's list of skipped inputs (read after ``dialogues`` is exhausted; recorded
     in the manifest). ``source``: the corpus folder, recorded as ``source_root`` (default: the common
-    folder of the dialogues' source files). An existing ``out_dir`` is replaced only with
-    ``overwrite=True``, and only once the new build has succeeded. Returns the written ``DatasetDict``
-    (memory-mapped from ``out_dir``).
+    folder of the dialogues' source files). ``speakers`` / ``exclude_speakers``: regular expressions
+    (``re.search``) choosing which speakers become listener rows; every speaker's speech still counts
+    as the floor. ``total``: the number of dialogues expected, for the progress bar. An existing
+    ``out_dir`` is replaced only with ``overwrite=True``, and only once the new build has succeeded.
+    Raises ``CorpusError`` when no row is left to write (nothing is written then). Returns the
+    written ``DatasetDict`` (memory-mapped from ``out_dir``).
     """
     out_dir = Path(out_dir)
     settings = LabelSettings.of(label_settings)
+    keep = _listener_filter(speakers, exclude_speakers)
     if out_dir.exists():
         if not overwrite:
-            raise FileExistsError(f"{out_dir}: already exists; pass overwrite=True to replace it")
+            raise FileExistsError(f"{out_dir}: already exists")
         if not is_prepared(out_dir) and any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir}: exists and is not a prepared dataset; refusing to replace it")
+            raise FileExistsError(f"{out_dir}: exists and is not a prepared dataset; refusing to replace it "
+                                  "(even with overwrite)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    remove_stale_builds(out_dir)
+    tmp = _new_folder(out_dir, ".tmp")
     try:
-        manifest = _write(dialogues, tmp, corpus=corpus, settings=settings, progress=progress)
+        manifest = _write(dialogues, tmp, corpus=corpus, settings=settings, progress=progress, keep=keep,
+                          total=total)
         manifest["skipped"] = [_skip_entry(s) for s in (skipped or [])]
+        manifest["listener_filter"] = {"speakers": speakers, "exclude_speakers": exclude_speakers}
         if source is not None:
             manifest["source_root"] = str(source)
+        if not manifest["rows"]:
+            n_in = sum(s["dialogues"] for s in manifest["splits"].values())
+            why = (f"no listener rows to write ({n_in} dialogue(s) read; the speaker filter left no listener)"
+                   if n_in else f"no dialogues to write ({len(skipped or [])} inputs skipped as bad)")
+            raise CorpusError(source or out_dir, why)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return load_from_disk(str(out_dir))
+
+
+def _listener_filter(speakers: str | None, exclude: str | None):
+    """``speaker -> bool`` from the two regular expressions (``re.search``; None: no condition)."""
+    pats = {}
+    for flag, pattern in (("--speakers", speakers), ("--exclude-speakers", exclude)):
+        try:
+            pats[flag] = re.compile(pattern) if pattern is not None else None
+        except re.error as err:
+            raise ValueError(f"bad {flag} regular expression {pattern!r}: {err}") from None
+    inc, exc = pats["--speakers"], pats["--exclude-speakers"]
+    return lambda s: (inc is None or inc.search(s) is not None) and (exc is None or exc.search(s) is None)
+
+
+def _new_folder(out_dir: Path, suffix: str) -> Path:
+    """A new, empty sibling of ``out_dir`` named ``.<name>.<pid>-<random><suffix>`` (mode from the umask)."""
+    while True:
+        path = out_dir.parent / f".{out_dir.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2 ** 31  # someone else's process
+    return True
+
+
+def remove_stale_builds(out_dir: str | Path) -> list[Path]:
+    """Remove the temporary folders of earlier builds of ``out_dir`` whose process is gone (or, for
+    names without a process id, that are older than this call); return what was removed."""
+    out_dir = Path(out_dir)
+    now = time.time()
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(?:(\d+)-)?[^.]+\.(tmp|old)$")
+    removed = []
+    for p in out_dir.parent.iterdir() if out_dir.parent.is_dir() else ():
+        m = pattern.match(p.name)
+        if not m or not p.is_dir():
+            continue
+        if m.group(2) == "old" and not is_prepared(out_dir):
+            continue  # a replace was cut short: this may be the only copy of the old dataset
+        stale = not _process_alive(int(m.group(1))) if m.group(1) else p.stat().st_mtime < now
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def _skip_entry(entry) -> dict | str:
@@ -231,23 +322,24 @@ def _skip_entry(entry) -> dict | str:
     return str(entry)
 
 
-def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progress: bool) -> dict:
+def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progress: bool, keep,
+           total: int | None) -> dict:
     build = tmp / "_build"
     build.mkdir()
     writers = {s: ArrowWriter(features=FEATURES, path=str(build / f"{s}.arrow")) for s in SPLITS}
     hashes = {s: hashlib.blake2b(digest_size=16) for s in SPLITS}
     stats = {s: _empty_stats() for s in SPLITS}
     bc_counts = {s: _empty_bc_counts() for s in SPLITS}
-    seen, sources = set(), []
+    seen, sources, low = set(), [], []
     try:
-        for d in tqdm(dialogues, desc=f"{corpus}: mine+frame", unit="dialogue", disable=not progress):
+        for d in progress_bar(dialogues, f"{corpus}: mine+frame", "dialogue", total=total, enable=progress):
             if not isinstance(d, Dialogue):
                 raise TypeError(f"expected a Dialogue, got {type(d).__name__}")
             if d.split not in SPLITS:
-                raise ValueError(f"{d.source or d.id}: dialogue {d.id} has split {d.split!r}, "
-                                 f"expected one of {SPLITS}")
+                raise CorpusError(d.source or d.id, f"dialogue {d.id} has split {d.split!r}, "
+                                                    f"expected one of {SPLITS}")
             if d.id in seen:
-                raise ValueError(f"{d.source or d.id}: dialogue id {d.id} appears twice")
+                raise CorpusError(d.source or d.id, f"dialogue id {d.id} appears twice")
             seen.add(d.id)
             if d.source:
                 sources.append(d.source)
@@ -255,7 +347,14 @@ def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progre
             events = mine_dialogue(d, settings)
             stats[d.split]["dialogues"] += 1
             for listener, row in zip(d.speakers, frame_dialogue(d, events, settings)):
+                if not keep(listener):
+                    continue
                 row.update(corpus=d.corpus, split=d.split)
+                speech_s = float(np.sum(row["va_listener"], dtype=np.float64)) * FRAME_S
+                if speech_s < LOW_SPEECH_S:
+                    low.append({"dialogue": d.id, "listener": listener, "split": d.split,
+                                "speech_s": round(speech_s, 3),
+                                "share": speech_s / (row["n_frames"] * FRAME_S)})
                 if not row["prosody_mask"].any():  # no audio: store 0 x 8, read back with row_prosody()
                     row["prosody"] = np.zeros((0, PROSODY_DIM), np.float32)
                     row["prosody_mask"] = np.zeros((0, PROSODY_DIM), bool)
@@ -277,6 +376,7 @@ def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progre
         "splits": stats,
         "backchannels": bc_counts,
         "rows": sum(s["rows"] for s in stats.values()),
+        "low_speech_listeners": low,
         "label_settings": settings.to_dict(),
         "code": code_version(),
         "fingerprint": fingerprint,
@@ -320,7 +420,7 @@ def _replace(tmp: Path, out_dir: Path) -> None:
     if not out_dir.exists():
         tmp.rename(out_dir)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+    old = _new_folder(out_dir, ".old")
     old.rmdir()
     out_dir.rename(old)
     try:

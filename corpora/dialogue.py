@@ -74,7 +74,8 @@ class ChannelAudio:
     ``vad``: fraction of the frame voiced by webrtcvad (0..1). ``f0_st``: F0 in semitones relative
     to the speaker's median F0, NaN where unvoiced. ``low_pitch``: Ward & Tsukahara's flag, F0 below
     the speaker's 26th percentile. ``intensity_db``: mean intensity in dB. ``voiced``: fraction of
-    pitch analysis frames voiced (0..1). ``path``: the audio file; ``sample_rate`` in Hz.
+    pitch analysis frames voiced (0..1). ``path``: the audio file; ``sample_rate`` in Hz; ``channel``:
+    the index of this speaker's channel in that file (0 for a mono file).
     """
 
     vad: np.ndarray
@@ -85,6 +86,7 @@ class ChannelAudio:
     path: str = ""
     sample_rate: int = 0
     duration: float = 0.0
+    channel: int = 0
 
     @property
     def n_frames(self) -> int:
@@ -93,11 +95,16 @@ class ChannelAudio:
 
 @dataclass
 class Channel:
-    """One speaker's side of a dialogue."""
+    """One speaker's side of a dialogue.
+
+    ``audio_channel``: the index (0-based) of this speaker's channel in the recording's multi-channel
+    audio file, where the transcript states it (the STM/RTTM channel field), else None.
+    """
 
     speaker: str
     utterances: list[Utterance] = field(default_factory=list)
     audio: ChannelAudio | None = None
+    audio_channel: int | None = None
 
     @property
     def words(self) -> list[Word]:

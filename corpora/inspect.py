@@ -8,14 +8,34 @@ import numpy as np
 from backchannel.frames import FRAME_S
 from backchannel.lexicon import BC_TYPES
 
+from .errors import CorpusError
+
+
+def _dataset_folder(dsd) -> str:
+    """The folder a loaded ``DatasetDict`` was read from (for error messages)."""
+    for split in dsd.values():
+        if split.cache_files:
+            return str(Path(split.cache_files[0]["filename"]).parent.parent)
+    return "dataset"
+
 
 def _pick_row(dsd, dialogue: str | None, listener: str | None) -> dict:
-    for split in ("test", "dev", "train"):
-        ds = dsd[split]
-        for i, (d, l) in enumerate(zip(ds["dialogue"], ds["listener"])):
-            if (dialogue is None or d == dialogue) and (listener is None or l == listener):
-                return ds[i]
-    raise KeyError(f"no row for dialogue={dialogue!r} listener={listener!r}")
+    """``dataset.find_row``: the matching row (most backchannels first); ``CorpusError`` if none."""
+    from .dataset import find_row
+
+    return find_row(dsd, _dataset_folder(dsd), dialogue, listener)
+
+
+def timeline_window(n_frames: int, start: float, seconds: float, where: str | Path = "dataset"):
+    """``(start, end, duration)`` seconds of a timeline window on a row of ``n_frames``, the end clipped to
+    the row; ``CorpusError`` naming ``where`` for a window outside it."""
+    duration = n_frames * FRAME_S
+    if not seconds > 0:
+        raise CorpusError(where, f"--seconds must be > 0, got {seconds}")
+    if not 0 <= start < duration:
+        raise CorpusError(where, f"--start {start} s is past the end of the row ({duration:.1f} s)"
+                          if start >= duration else f"--start must be >= 0, got {start}")
+    return start, min(start + seconds, duration), duration
 
 
 def describe(dsd, manifest: dict, dialogue: str | None = None, listener: str | None = None) -> str:
@@ -42,43 +62,11 @@ def describe(dsd, manifest: dict, dialogue: str | None = None, listener: str | N
 
 def plot_timeline(dsd, dialogue: str | None, listener: str | None, out: str | Path,
                   start: float = 0.0, seconds: float = 60.0) -> Path:
-    """PNG of voice activity of both parties, the action labels and the mined events over a time window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """PNG of voice activity of both parties, the action labels and the mined events from ``start`` for
+    ``seconds`` (clipped to the row; the title states the window and the row's length)."""
     import matplotlib.pyplot as plt
 
-    row = _pick_row(dsd, dialogue, listener)
-    f0, f1 = int(start / FRAME_S), int((start + seconds) / FRAME_S)
-    t = np.arange(row["n_frames"])[f0:f1] * FRAME_S
-    fig, axes = plt.subplots(3, 1, figsize=(14, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
-    axes[0].fill_between(t, 0, np.asarray(row["va_speaker"])[f0:f1], step="post", color="tab:blue", alpha=0.7)
-    axes[0].set_ylabel(f"floor\n{row['floor']}")
-    axes[1].fill_between(t, 0, np.asarray(row["va_listener"])[f0:f1], step="post", color="tab:orange", alpha=0.7)
-    axes[1].set_ylabel(f"listener\n{row['listener']}")
-    colors = {"SILENT": "white", "BACKCHANNEL": "tab:green", "TAKE_TURN": "tab:red"}
-    action = np.asarray(row["action"])[f0:f1]
-    for k, (name, c) in enumerate(colors.items()):
-        if k:
-            axes[2].fill_between(t, 0, (action == k).astype(float), step="post", color=c, alpha=0.6, label=name)
-    axes[2].set_ylabel("label\n(500 ms)")
-    axes[2].legend(loc="upper right", fontsize=8)
-    for onset, form, kind in zip(row["bc_onsets"], row["bc_forms"], row["bc_types"]):
-        if start <= onset < start + seconds:
-            axes[1].axvline(onset, color="tab:green", lw=1)
-            axes[1].text(onset, 1.02, form, fontsize=7, rotation=45, color="tab:green")
-    for onset in row["shift_onsets"]:
-        if start <= onset < start + seconds:
-            axes[1].axvline(onset, color="tab:red", lw=1, ls="--")
-    for onset in row["interruption_onsets"]:
-        if start <= onset < start + seconds:
-            axes[1].axvline(onset, color="tab:purple", lw=1, ls=":")
-    for ax in axes[:2]:
-        ax.set_ylim(0, 1.25)
-    axes[-1].set_xlabel("time (s)")
-    fig.suptitle(f"{row['corpus']} {row['dialogue']}: listener {row['listener']} "
-                 f"(green: backchannel onsets, red dashed: shifts, purple dotted: interruptions)", fontsize=10)
-    fig.tight_layout()
+    fig = timeline_figure(_pick_row(dsd, dialogue, listener), start, seconds, _dataset_folder(dsd))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -86,4 +74,54 @@ def plot_timeline(dsd, dialogue: str | None, listener: str | None, out: str | Pa
     return out
 
 
-__all__ = ["describe", "plot_timeline", "BC_TYPES"]
+def timeline_figure(row: dict, start: float = 0.0, seconds: float = 60.0, where: str | Path = "dataset"):
+    """The matplotlib figure of ``plot_timeline`` for one dataset row (times in seconds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    start, end, duration = timeline_window(row["n_frames"], start, seconds, where)
+    f0, f1 = int(start / FRAME_S), int(np.ceil(end / FRAME_S))
+    t = np.arange(row["n_frames"])[f0:f1] * FRAME_S
+
+    fig, axes = plt.subplots(3, 1, figsize=(14, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
+    axes[0].fill_between(t, 0, np.asarray(row["va_speaker"])[f0:f1], step="post", color="tab:blue", alpha=0.7)
+    axes[0].set_ylabel(f"floor {row['floor']}\nvoice activity")
+    axes[1].fill_between(t, 0, np.asarray(row["va_listener"])[f0:f1], step="post", color="tab:orange", alpha=0.7)
+    axes[1].set_ylabel(f"listener {row['listener']}\nvoice activity")
+    action = np.asarray(row["action"])[f0:f1]
+    labels = {1: ("BACKCHANNEL", "tab:green"), 2: ("TAKE_TURN", "tab:red")}
+    for k, (_name, c) in labels.items():
+        axes[2].fill_between(t, 0, (action == k).astype(float), step="post", color=c, alpha=0.6, lw=0)
+    axes[2].set_yticks([])
+    axes[2].set_ylabel("label\n(onset within\n500 ms)")
+    for onset, form in zip(row["bc_onsets"], row["bc_forms"]):
+        if start <= onset < end:
+            axes[1].axvline(onset, color="tab:green", lw=1)
+            axes[1].text(onset, 1.03, form, fontsize=7, rotation=30, color="tab:green", clip_on=True)
+    for key, color, ls in (("shift_onsets", "tab:red", "--"), ("interruption_onsets", "tab:purple", ":")):
+        for onset in row[key]:
+            if start <= onset < end:
+                axes[1].axvline(onset, color=color, lw=1, ls=ls)
+    for ax in axes[:2]:
+        ax.set_ylim(0, 1.3)
+        ax.set_yticks([0, 0.5, 1])
+    axes[-1].set_xlim(start, end)
+    axes[-1].set_xlabel("time (s)")
+    handles = [Line2D([], [], color="tab:green", lw=1, label="backchannel onset"),
+               Line2D([], [], color="tab:red", lw=1, ls="--", label="shift (listener takes the turn)"),
+               Line2D([], [], color="tab:purple", lw=1, ls=":", label="interruption"),
+               Patch(color="tab:green", alpha=0.6, label="label BACKCHANNEL"),
+               Patch(color="tab:red", alpha=0.6, label="label TAKE_TURN")]
+    fig.suptitle(f"{row['corpus']} {row['dialogue']}: listener {row['listener']} vs floor {row['floor']}, "
+                 f"{start:.0f}-{end:.0f} s of {duration:.0f} s", fontsize=11)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(handles), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+__all__ = ["BC_TYPES", "describe", "plot_timeline", "timeline_figure", "timeline_window"]

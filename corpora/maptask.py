@@ -66,6 +66,8 @@ def _parse(path: Path) -> ET.Element:
         return ET.parse(path).getroot()
     except ET.ParseError as err:
         raise CorpusError(path, f"malformed XML: {err}", f"line {err.position[0]}") from None
+    except (LookupError, ValueError) as err:  # an unknown or wrong encoding in the XML declaration
+        raise CorpusError(path, f"malformed XML: {type(err).__name__}: {err}") from None
 
 
 def _time(path: Path, el: ET.Element, attr: str) -> float:
@@ -175,8 +177,9 @@ def load_maptask(root: str | Path, splits: Iterable[str] | None = None,
                  skipped: list | None = None) -> Iterator[Dialogue]:
     """Every dialogue in sorted order, optionally only those in ``splits`` (``{"test"}``).
 
-    With a ``skipped`` list, a dialogue that raises ``CorpusError`` is recorded there as
-    ``(path, message)`` and skipped; without one the error propagates.
+    With a ``skipped`` list, a dialogue that raises ``CorpusError`` (a bad file, or a name outside the
+    ``q1``-``q8`` split prefixes) is recorded there as ``(path, message)`` and skipped; without one the
+    error propagates. With ``splits``, dialogues without a split are not read.
     """
     root = maptask_root(root)
     keep = set(splits) if splits is not None else None
@@ -184,6 +187,10 @@ def load_maptask(root: str | Path, splits: Iterable[str] | None = None,
         if keep is not None and maptask_split(did) not in keep:
             continue
         try:
+            if maptask_split(did) is None:
+                raise CorpusError(root / "timed-units" / f"{did}.g.timed-units.xml",
+                                  f"dialogue {did} has no split (Map Task splits go by the name prefix "
+                                  f"{', '.join(_SPLITS)})")
             yield read_maptask_dialogue(root, did)
         except CorpusError as err:
             if skipped is None:

@@ -238,8 +238,9 @@ def load_mrda(root: str | Path, splits: Iterable[str] | None = None,
               skipped: list | None = None) -> Iterator[Dialogue]:
     """Every meeting in sorted order with its official split, optionally only ``splits`` (``{"test"}``).
 
-    With a ``skipped`` list, a meeting that raises ``CorpusError`` is recorded there as
-    ``(path, message)`` and skipped; without one the error propagates.
+    With a ``skipped`` list, a meeting that raises ``CorpusError`` (a bad file, or a meeting listed in
+    none of the split files) is recorded there as ``(path, message)`` and skipped; without one the
+    error propagates. With ``splits``, meetings in no split file are not read.
     """
     root = mrda_root(root)
     keep = set(splits) if splits is not None else None
@@ -247,8 +248,12 @@ def load_mrda(root: str | Path, splits: Iterable[str] | None = None,
         split = mrda_split(mid, root)
         if keep is not None and split not in keep:
             continue
+        path = root / "database" / f"{mid}.dadb"
         try:
-            yield read_mrda_meeting(root / "database" / f"{mid}.dadb").with_split(split)
+            if split is None:
+                raise CorpusError(path, f"meeting {mid} is in none of the split files "
+                                        f"({', '.join(SPLIT_FILES.values())} in {root / 'splits'})")
+            yield read_mrda_meeting(path).with_split(split)
         except CorpusError as err:
             if skipped is None:
                 raise

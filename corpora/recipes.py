@@ -56,7 +56,8 @@ def load_corpus(name: str, root: str | Path | None = None, *, splits=None, skipp
     """Yield the dialogues of corpus ``name`` (see module docstring) with ``.split`` set.
 
     ``splits``: keep only these splits. ``skipped``: if a list, bad dialogues are appended as
-    ``(path, message)`` and skipped instead of raising ``CorpusError``.
+    ``(path, message)`` and skipped instead of raising ``CorpusError`` (per dialogue: one bad
+    recording of an STM/RTTM file holding many does not cost the others).
     """
     if name not in CORPORA:
         raise CorpusError(name, f"unknown corpus; choose one of {', '.join(CORPORA)}")
@@ -77,7 +78,35 @@ def load_corpus(name: str, root: str | Path | None = None, *, splits=None, skipp
     yield from _load_own(name, path, splits=splits, skipped=skipped, split_file=split_file)
 
 
-def _read_own(name: str, file: Path) -> list[Dialogue]:
+def count_dialogues(name: str, root: str | Path | None = None) -> int | None:
+    """How many dialogues ``load_corpus(name, root)`` will read (before any is skipped), for progress
+    totals: listed ids, files, or the distinct recording ids of STM/RTTM files; None if unknown."""
+    path = corpus_dir(name, root)
+    try:
+        if name in ("maptask", "demo"):
+            from .maptask import list_maptask
+
+            return len(list_maptask(path))
+        if name == "mrda":
+            from .mrda import list_mrda
+
+            return len(list_mrda(path))
+        files = sorted(path.rglob(OWN_FORMATS[name])) if path.is_dir() else [path]
+        if name not in ("stm", "rttm"):
+            return len(files)
+        field = 0 if name == "stm" else 1
+        ids = set()
+        for f in files:
+            for line in f.read_bytes().splitlines():
+                parts = line.split()
+                if len(parts) > field and not parts[0].startswith(b";;"):
+                    ids.add((f, parts[field]))
+        return len(ids)
+    except (CorpusError, OSError):
+        return None
+
+
+def _read_own(name: str, file: Path, skipped: list | None) -> list[Dialogue]:
     if name == "textgrid":
         from .textgrid import read_textgrid
 
@@ -85,11 +114,11 @@ def _read_own(name: str, file: Path) -> list[Dialogue]:
     if name == "stm":
         from .stm import read_stm
 
-        return read_stm(file)
+        return read_stm(file, skipped=skipped)
     if name == "rttm":
         from .stm import read_rttm
 
-        return read_rttm(file)
+        return read_rttm(file, skipped=skipped)
     from .switchboard import read_switchboard
 
     return [read_switchboard(file)]
@@ -107,7 +136,7 @@ def _load_own(name, path: Path, *, splits, skipped, split_file) -> Iterator[Dial
         raise CorpusError(path, f"no {OWN_FORMATS[name]} files found")
     for file in files:
         try:
-            dialogues = _read_own(name, file)
+            dialogues = _read_own(name, file, skipped)
         except CorpusError as err:
             if skipped is None:
                 raise

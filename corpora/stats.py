@@ -247,15 +247,25 @@ def _ms(seconds: float | None) -> str:
 
 def write_stats_report(stats: dict, out_dir: str | Path) -> list[Path]:
     """Write ``stats.json`` and ``stats.png`` (2x3 panels) into ``out_dir``; return the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "stats.json"
     json_path.write_text(json.dumps(stats, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    fig = stats_figure(stats)
+    png_path = out / "stats.png"
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return [json_path, png_path]
+
+
+def stats_figure(stats: dict):
+    """The 2x3-panel matplotlib figure of ``stats`` (16 x 9 inches)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(2, 3, figsize=(16, 9), constrained_layout=True)
     title = stats.get("corpus", "corpus")
@@ -273,7 +283,8 @@ def write_stats_report(stats: dict, out_dir: str | Path) -> list[Path]:
     a.tick_params(axis="x", rotation=20)
 
     _hist_panel(ax[0, 2], stats["onset_since_speaker_end"], scale=1000,
-                title=f"Onset after floor party's speech end (overlap {_pct(stats['overlap_share'])} at 0)",
+                title=f"Onset after the floor party's speech end\n(in overlap: {_pct(stats['overlap_share'])}, "
+                      "counted at 0 ms)",
                 xlabel="onset - floor speech end (ms)", median=stats["onset_since_speaker_end"]["median_s"])
 
     g = stats["turn_transition_gaps"]
@@ -298,20 +309,21 @@ def write_stats_report(stats: dict, out_dir: str | Path) -> list[Path]:
     a.set(title="Backchannel rate per listener", xlabel="backchannels per listener-minute",
           ylabel="listeners (dialogue x speaker)")
     a.legend()
-
-    png_path = out / "stats.png"
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return [json_path, png_path]
+    return fig
 
 
 def _hist_panel(a, hist: dict, *, scale: float, title: str, xlabel: str, median: float | None,
                 unit: str = "ms") -> None:
+    """One histogram panel; values outside the bins are not drawn, and the x label says how many."""
     edges = np.asarray(hist["bin_edges_s"]) * scale
     a.stairs(hist["counts"], edges, fill=True, color="tab:orange")
     if median is not None:
         a.axvline(median * scale, color="k", ls="--", label=f"median {median * scale:.0f} {unit}")
         a.legend()
+    out = [f"{hist['below']} below {edges[0]:.0f}"] * bool(hist["below"]) + \
+        [f"{hist['above']} above {edges[-1]:.0f} {unit}"] * bool(hist["above"])
+    if out:
+        xlabel += f"\n(not shown: {', '.join(out)})"
     a.set(title=title, xlabel=xlabel, ylabel="count")
 
 

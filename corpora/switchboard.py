@@ -93,7 +93,8 @@ def read_switchboard(a_path: str | Path, b_path: str | Path | None = None,
     """Read a conversation's A and B sides into a ``Dialogue`` (corpus ``"switchboard"``, speakers A, B).
 
     ``b_path`` defaults to the file next to ``a_path`` with ``B`` for ``A`` in its name. The id
-    defaults to ``swNNNN``; the duration is the last time either file covers (seconds).
+    defaults to ``swNNNN``; the duration is the last time either file covers (seconds). In a stereo
+    recording, side A is channel 0 and B channel 1 (``Channel.audio_channel``), as in the corpus's files.
     """
     a_path = Path(a_path)
     if b_path is None:
@@ -107,6 +108,6 @@ def read_switchboard(a_path: str | Path, b_path: str | Path | None = None,
     if dialogue_id is None:
         m = _NAME.match(a_path.name)
         dialogue_id = m.group(1) if m else a_path.name.split("-")[0]
-    channels = {"A": Channel("A", a_utts), "B": Channel("B", b_utts)}
+    channels = {"A": Channel("A", a_utts, audio_channel=0), "B": Channel("B", b_utts, audio_channel=1)}
     return Dialogue(id=dialogue_id, corpus="switchboard", channels=channels, duration=max(a_end, b_end),
                     source=str(a_path)).validate()

@@ -155,7 +155,8 @@ def test_attach_stereo(stereo):
     assert np.all(b.vad[26:34] == 1.0) and np.all(b.vad[:24] == 0.0)
     assert np.nanmedian(a.f0_st) == pytest.approx(0.0, abs=0.1) and np.all(np.isnan(a.f0_st[25:]))
     assert out.channels["A"].utterances == d.channels["A"].utterances
-    swapped = attach_audio(d, stereo=stereo, channels={"A": 1, "B": 0})
+    with pytest.warns(UserWarning, match="looks swapped"):  # and says so
+        swapped = attach_audio(d, stereo=stereo, channels={"A": 1, "B": 0})
     assert np.array_equal(swapped.channels["A"].audio.vad, b.vad)
 
 
@@ -233,3 +234,95 @@ def test_very_short_signals(n):
     p, vad = prosody(x, 16000), voice_activity(x, 16000)
     assert len(vad) == num_frames(n / 16000) and all(len(v) == len(vad) for v in p.values())
     assert np.all(p["voiced"] == 0) and np.all(p["intensity_db"] == 0.0)
+
+
+# ---------------------------------------------------------------- which channel is whose (STM + stereo WAV)
+
+def two_speaker_wav(path, ch0_spans, ch1_spans, sr=16000, dur=6.0):
+    """Stereo WAV: speech-like bursts at ``ch0_spans`` on channel 0 and at ``ch1_spans`` on channel 1."""
+    chans = []
+    for spans in (ch0_spans, ch1_spans):
+        x = sum(harmonic(sr, dur, [(t0, t1, 130.0, 130.0)]) for t0, t1 in spans)
+        chans.append(x + (0.002 * np.random.default_rng(len(spans)).standard_normal(len(x))).astype(np.float32))
+    soundfile.write(path, np.stack(chans, axis=1), sr)
+    return path
+
+
+# the first speaker of the file (zed, 0.5-2.0 s and 4.0-4.6 s) talks on channel 1, amy on channel 0
+ZED, AMY = [(0.5, 2.0), (4.0, 4.6)], [(2.4, 3.4), (5.0, 5.6)]
+
+
+def stm_file(path, zed_chan, amy_chan, zed="zed", amy="amy"):
+    lines = [f"rec {zed_chan} {zed} {ZED[0][0]} {ZED[0][1]} so you go left of the mill",
+             f"rec {amy_chan} {amy} {AMY[0][0]} {AMY[0][1]} mhm okay",
+             f"rec {zed_chan} {zed} {ZED[1][0]} {ZED[1][1]} then down",
+             f"rec {amy_chan} {amy} {AMY[1][0]} {AMY[1][1]} right"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def active(audio):
+    return np.flatnonzero(audio.vad > 0.5)
+
+
+def test_stm_channel_field_maps_the_first_speaker_to_channel_1(tmp_path):
+    from backchannel.corpora.stm import read_stm
+
+    wav = two_speaker_wav(tmp_path / "rec.wav", AMY, ZED)
+    (d,) = read_stm(stm_file(tmp_path / "rec.stm", "B", "A"))
+    assert d.speakers[0] == "zed"  # first in the file ...
+    notes = []
+    out = attach_audio(d, stereo=wav, log=notes.append)
+    zed, amy = out.channels["zed"].audio, out.channels["amy"].audio
+    assert (zed.channel, amy.channel) == (1, 0)  # ... on the second channel, as the STM says
+    assert active(zed)[0] in (6, 7) and active(amy)[0] in (29, 30, 31)  # 0.5 s is in frame 6, 2.4 s in 30
+    assert not zed.vad[31:42].any() and not amy.vad[7:24].any()  # neither hears the other's speech
+    assert notes == ["rec.wav: channel 0 = amy, channel 1 = zed (from the transcript's channel field)"]
+
+
+def test_guessed_mapping_is_sorted_labels_and_said(tmp_path):
+    from backchannel.corpora.stm import read_stm
+
+    wav = two_speaker_wav(tmp_path / "rec.wav", AMY, ZED)
+    (d,) = read_stm(stm_file(tmp_path / "rec.stm", "1", "1"))  # the channel field does not tell them apart
+    notes = []
+    out = attach_audio(d, stereo=wav, log=notes.append)
+    assert (out.channels["amy"].audio.channel, out.channels["zed"].audio.channel) == (0, 1)
+    assert notes == [("rec.wav: channel 0 = amy, channel 1 = zed (guessed: sorted speaker labels; "
+                      "give the mapping with --channel-map if this is wrong)")]
+
+
+def test_guessed_mapping_that_looks_swapped_is_refused(tmp_path):
+    from backchannel.corpora.stm import read_stm
+
+    wav = two_speaker_wav(tmp_path / "rec.wav", AMY, ZED)
+    # speaker labels whose sorted order (a_zed, b_amy) puts zed on channel 0: wrong
+    (d,) = read_stm(stm_file(tmp_path / "rec.stm", "1", "1", zed="a_zed", amy="b_amy"))
+    with pytest.raises(CorpusError, match=r"rec\.wav: the guessed channel mapping .*looks swapped.*"
+                                          r"--channel-map a_zed=1,b_amy=0"):
+        attach_audio(d, stereo=wav)
+
+
+def test_given_mapping_that_looks_swapped_warns(tmp_path):
+    from backchannel.corpora.stm import read_stm
+
+    wav = two_speaker_wav(tmp_path / "rec.wav", AMY, ZED)
+    (d,) = read_stm(stm_file(tmp_path / "rec.stm", "A", "B"))  # the transcript says zed is on channel 0: wrong
+    notes = []
+    out = attach_audio(d, stereo=wav, log=notes.append)
+    assert out.channels["zed"].audio.channel == 0  # what the transcript states is used ...
+    assert len(notes) == 2 and "looks swapped" in notes[1] and "zed" in notes[1]  # ... with a warning
+    with pytest.warns(UserWarning, match="looks swapped"):
+        attach_audio(d, stereo=wav, channels={"zed": 0, "amy": 1})
+    right = []
+    attach_audio(d, stereo=wav, channels={"zed": 1, "amy": 0}, log=right.append)
+    assert right == ["rec.wav: channel 0 = amy, channel 1 = zed (given)"]
+
+
+def test_per_speaker_files_that_look_swapped_warn(tmp_path):
+    sr = 16000
+    soundfile.write(tmp_path / "a.wav", harmonic(sr, 3.2, [(2.0, 2.8, 200.0, 200.0)]), sr)  # B's speech
+    soundfile.write(tmp_path / "b.wav", harmonic(sr, 3.2, [(0.5, 1.5, 120.0, 120.0)]), sr)  # A's speech
+    notes = []
+    attach_audio(dialogue(), per_speaker={"A": tmp_path / "a.wav", "B": tmp_path / "b.wav"}, log=notes.append)
+    assert len(notes) == 1 and "look swapped" in notes[0] and "{'A': 'b.wav', 'B': 'a.wav'}" in notes[0]

@@ -2,11 +2,27 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from backchannel.corpora.dataset import FEATURES, SPLITS, LabelSettings, build_dataset, load_prepared, row_prosody
+from backchannel.corpora.dataset import (
+    FEATURES,
+    SPLITS,
+    LabelSettings,
+    build_dataset,
+    code_version,
+    load_prepared,
+    row_prosody,
+)
+from backchannel.corpora.errors import CorpusError
 from test_mining import tagged, three_party, two_party  # hand-built dialogues
 
 
@@ -98,7 +114,7 @@ def test_atomic_on_failure_and_overwrite(tmp_path):
 
     build(out)
     before = json.loads((out / "manifest.json").read_text())
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="hand: already exists"):
         build(out)
     with pytest.raises(RuntimeError, match="reader broke"):
         build_dataset(failing(), out, corpus="hand", progress=False, overwrite=True)
@@ -136,3 +152,109 @@ def test_row_prosody_keeps_audio_rows_and_rejects_wrong_length():
     assert got_m.all()
     with pytest.raises(ValueError, match="prosody has 2 frames, expected 3"):
         row_prosody({"n_frames": n, "prosody": p[:2], "prosody_mask": m[:2], "dialogue": "d", "listener": "A"})
+
+
+def test_bad_split_and_duplicate_are_corpus_errors_naming_the_source(tmp_path):
+    d = replace(two_party(), source="/corpus/hand2.TextGrid", split=None)
+    with pytest.raises(CorpusError, match=r"hand2\.TextGrid: dialogue hand2 has split None"):
+        build_dataset([d], tmp_path / "x", corpus="hand", progress=False)
+    d = d.with_split("train")
+    with pytest.raises(CorpusError, match=r"hand2\.TextGrid: dialogue id hand2 appears twice"):
+        build_dataset([d, d], tmp_path / "x", corpus="hand", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nothing_to_write_is_refused(tmp_path):
+    with pytest.raises(CorpusError, match=r"x: no dialogues to write \(2 inputs skipped as bad\)"):
+        build_dataset([], tmp_path / "x", corpus="hand", progress=False, skipped=[("a", "bad"), ("b", "bad")])
+    with pytest.raises(CorpusError, match="no listener rows to write"):
+        build_dataset([three_party().with_split("test")], tmp_path / "x", corpus="hand", progress=False,
+                      speakers="^nobody$")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_listener_filter_keeps_the_floor(tmp_path):
+    dd = build_dataset([three_party().with_split("test")], tmp_path / "x", corpus="hand", progress=False,
+                       exclude_speakers="^C$")
+    assert dd["test"]["listener"] == ["A", "B"] and dd["test"]["floor"] == ["B+C", "A+C"]  # C still speaks
+    manifest = load_prepared(tmp_path / "x")[1]
+    assert manifest["listener_filter"] == {"speakers": None, "exclude_speakers": "^C$"}
+    assert manifest["splits"]["test"]["rows"] == 2
+    dd = build_dataset([three_party().with_split("test")], tmp_path / "y", corpus="hand", progress=False,
+                       speakers="[AB]", exclude_speakers="A")
+    assert dd["test"]["listener"] == ["B"]
+    with pytest.raises(ValueError, match="bad --speakers regular expression"):
+        build_dataset([three_party()], tmp_path / "z", corpus="hand", progress=False, speakers="(")
+
+
+def test_listeners_with_little_speech_are_reported(tmp_path):
+    build_dataset([three_party().with_split("test")], tmp_path / "x", corpus="hand", progress=False)
+    low = {(r["dialogue"], r["listener"]): r for r in load_prepared(tmp_path / "x")[1]["low_speech_listeners"]}
+    # every speaker of the 6.5 s hand dialogue says less than 10 s; B: 1.0-1.45 and 5.3-6.0 s = 1.15 s
+    assert set(low) == {("three", "A"), ("three", "B"), ("three", "C")}
+    assert low[("three", "B")]["speech_s"] == pytest.approx(1.15)
+    assert low[("three", "B")]["share"] == pytest.approx(1.15 / 6.56)  # 82 frames of 80 ms
+    assert low[("three", "B")]["split"] == "test"
+
+
+def test_stale_temp_folders_are_removed_live_ones_kept(tmp_path):
+    old = tmp_path / ".hand.abc123.tmp"  # an older release's mkdtemp name
+    dead = tmp_path / f".hand.{2 ** 22 + 7}-x1.tmp"  # a pid above any pid_max: that run is gone
+    live = tmp_path / f".hand.{os.getppid()}-x2.tmp"  # a running process's build
+    other = tmp_path / ".other.abc.tmp"  # another corpus's
+    for p in (old, dead, live, other):
+        p.mkdir()
+        (p / "part.arrow").write_bytes(b"x")
+    past = time.time() - 60
+    os.utime(old, (past, past))
+    build(tmp_path / "hand")
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"hand", live.name, other.name}
+
+
+def test_prepared_folder_follows_the_umask(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        build(tmp_path / "hand")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "hand").stat().st_mode & 0o777 == 0o755
+
+
+def _hash_files_by_hand(files: dict[str, Path]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, path in files.items():
+        h.update(name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_code_version_hashes_the_installed_modules():
+    from backchannel.corpora import dataset
+
+    files = dataset.labelling_sources()
+    assert list(files) == list(dataset.LABELLING_MODULES)
+    for name, path in files.items():
+        assert path.is_file() and path.name == name.rsplit(".", 1)[-1] + ".py"
+        assert Path(sys.modules[name].__file__).resolve() == path.resolve()  # found via the module itself
+    assert code_version()["source_sha256"] == _hash_files_by_hand(files)
+
+
+def test_code_version_in_a_wheel_layout(tmp_path):
+    """The package laid out as a wheel installs it (backchannel/corpora/..., no repository around it)."""
+    repo = Path(__file__).resolve().parents[1]
+    pkg = tmp_path / "site" / "backchannel"
+    shutil.copytree(repo / "backchannel", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for sub in ("corpora", "train", "plugin"):
+        shutil.copytree(repo / sub, pkg / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import json; from backchannel.corpora.dataset import code_version; import backchannel; "
+            "print(json.dumps([backchannel.__file__, code_version()]))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    where, version = json.loads(out.stdout)
+    assert where == str(pkg / "__init__.py")  # the copy was imported, not the checkout
+    assert version["source_sha256"] == code_version()["source_sha256"] and version["git_commit"] is None

@@ -171,3 +171,14 @@ def test_real_corpus_moves_and_backchannels(corpus):
             for u in c.utterances:
                 assert u.gold_backchannel == (u.act == "acknowledge")
                 assert u.start == u.words[0].start <= u.end
+
+
+def test_dialogue_without_a_split_is_a_skippable_error(root):
+    for f in list(root.rglob("q1xx1.*.xml")):
+        f.rename(f.with_name(f.name.replace("q1xx1", "zz001")))
+        f.with_name(f.name.replace("q1xx1", "zz001")).write_text(
+            f.with_name(f.name.replace("q1xx1", "zz001")).read_text().replace("q1xx1", "zz001"))
+    with pytest.raises(CorpusError, match=r"zz001\.g\.timed-units\.xml: dialogue zz001 has no split"):
+        list(load_maptask(root))
+    skipped = []
+    assert [d.id for d in load_maptask(root, skipped=skipped)] == ["q7xx1"] and "zz001" in skipped[0][1]

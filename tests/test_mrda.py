@@ -193,3 +193,16 @@ def test_real_corpus_backchannel_tags(corpus):
     assert sum(u.gold_backchannel for u in utts) == 15178 + 7186 + 2224 - 2  # two are s^ba^bk
     untagged = [u for u in utts if u.act is None]
     assert len(untagged) == 540 and not any(u.gold_backchannel for u in untagged)
+
+
+def test_meeting_missing_from_the_split_files_is_a_skippable_error(fixtures, tmp_path):
+    shutil.copytree(fixtures / "mrda", tmp_path / "mrda")
+    stray = tmp_path / "mrda/database/Zzz999.dadb"
+    shutil.copy(tmp_path / "mrda/database/Bxx001.dadb", stray)
+    with pytest.raises(CorpusError, match=r"Zzz999\.dadb: meeting Zzz999 is in none of the split files") as err:
+        list(load_mrda(tmp_path / "mrda"))
+    assert "train_split.txt, val_split.txt, test_split.txt" in str(err.value)
+    skipped = []
+    assert [d.id for d in load_mrda(tmp_path / "mrda", skipped=skipped)] == ["Bxx001", "Bxx002", "Bxx003"]
+    assert skipped == [(str(stray), str(err.value))]
+    assert [d.id for d in load_mrda(tmp_path / "mrda", splits={"test"})] == ["Bxx003"]  # not asked for

@@ -185,3 +185,24 @@ def test_empty_corpus_report(tmp_path):
     assert compare_to_human_reference(st)[0].startswith("backchannels per listener-minute: 0.00")
     write_stats_report(st, tmp_path)  # plots with no data must still render
     assert (tmp_path / "stats.png").stat().st_size > 0
+
+
+def _extent(artist, fig):
+    return artist.get_window_extent(fig.canvas.get_renderer())
+
+
+def test_figure_titles_are_not_clipped(corpus):
+    import matplotlib.pyplot as plt
+    from backchannel.corpora.stats import stats_figure
+
+    st = corpus_stats(*corpus)
+    st["corpus"] = "hand"
+    fig = stats_figure(st)
+    fig.canvas.draw()
+    titles = [_extent(a.title, fig) for a in fig.axes]
+    page = fig.bbox
+    for box in titles:  # inside the figure, and clear of each other
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
+    for i, a in enumerate(titles):
+        assert not any(a.overlaps(b) for b in titles[i + 1:])
+    plt.close(fig)

@@ -102,3 +102,102 @@ def test_files_without_segments(tmp_path):
         read_stm(only_comments)
     with pytest.raises(CorpusError, match="missing.rttm: no such file"):
         read_rttm(tmp_path / "missing.rttm")
+
+
+# ---------------------------------------------------------------- channels stated by the transcript
+
+def test_stm_channel_field_gives_the_audio_channel(stm):
+    first, second = read_stm(stm)
+    assert {s: c.audio_channel for s, c in first.channels.items()} == {"en_4156_A": 0, "en_4156_B": 1}  # A, B
+    assert {s: c.audio_channel for s, c in second.channels.items()} == {"sw_4390_A": 0, "sw_4390_B": 1}  # 1, 2
+
+
+@pytest.mark.parametrize("chans, expected", [
+    (("B", "A"), {"x": 1, "y": 0}),          # the first speaker in the file is on the second channel
+    (("2", "1"), {"x": 1, "y": 0}),          # NIST channels are 1-based ...
+    (("1", "0"), {"x": 1, "y": 0}),          # ... unless the recording uses 0
+    (("1", "1"), {"x": None, "y": None}),    # one channel for both: the field does not tell them apart
+    (("left", "right"), {"x": None, "y": None}),
+])
+def test_stm_channel_field_forms(tmp_path, chans, expected):
+    f = tmp_path / "c.stm"
+    f.write_text(f"rec {chans[0]} x 0.0 1.0 hello\nrec {chans[1]} y 1.0 2.0 mhm\n")
+    (d,) = read_stm(f)
+    assert {s: c.audio_channel for s, c in d.channels.items()} == expected
+
+
+def test_stm_speaker_on_two_channels_states_no_mapping(tmp_path):
+    f = tmp_path / "c.stm"
+    f.write_text("rec A x 0.0 1.0 hello\nrec B y 1.0 2.0 mhm\nrec B x 2.0 3.0 so\n")
+    (d,) = read_stm(f)
+    assert all(c.audio_channel is None for c in d.channels.values())
+
+
+def test_rttm_channel_field(rttm, tmp_path):
+    meeting, _ = read_rttm(rttm)  # every line says channel 1: no mapping
+    assert all(c.audio_channel is None for c in meeting.channels.values())
+    f = tmp_path / "c.rttm"
+    f.write_text("SPEAKER rec 2 0.0 1.0 <NA> <NA> x <NA> <NA>\nSPEAKER rec 1 1.0 1.0 <NA> <NA> y <NA> <NA>\n")
+    (d,) = read_rttm(f)
+    assert {s: c.audio_channel for s, c in d.channels.items()} == {"x": 1, "y": 0}
+
+
+# ---------------------------------------------------------------- markup
+
+def test_stm_label_field_only_in_its_comma_form(tmp_path):
+    f = tmp_path / "m.stm"
+    f.write_text("rec A a 0.0 1.0 <LAUGH>\n"
+                 "rec A a 1.0 2.0 <o,f0,male> <UNK>\n"
+                 "rec B b 0.5 1.5 <o,f0,female> yeah <LAUGH>\n"
+                 "rec B b 2.0 3.0 [noise]\n"
+                 "rec B b 3.0 4.0 <o,f0,female> [laughter] [noise]\n"
+                 "rec A a 4.0 5.0 <sil>\n")
+    (d,) = read_stm(f)
+    a, b = d.channels["a"].utterances, d.channels["b"].utterances
+    # a lone <LAUGH> / <UNK> is vocal activity without words, not the label field
+    assert [(u.start, u.end, u.words) for u in a] == [(0.0, 1.0, ()), (1.0, 2.0, ())]
+    assert a[0].speech_intervals() == [(0.0, 1.0)]
+    # markup is never a word; words are spread over the whole segment; pure noise / silence is dropped
+    assert [(u.start, u.end, u.text) for u in b] == [(0.5, 1.5, "yeah"), (3.0, 4.0, "")]
+    assert approx_words(b[0]) == [(0.5, 1.5, "yeah")]
+    assert d.duration == 4.0  # the <sil> segment at 4-5 s is not speech
+
+
+# ---------------------------------------------------------------- --skip-bad per recording
+
+def test_stm_bad_line_skips_its_recording_only(tmp_path):
+    f = tmp_path / "many.stm"
+    f.write_text("r1 A a 0.0 1.0 hello\nr1 B b 1.0 2.0 mhm\n"
+                 "r2 A a 0.0 1.0 hello\nr2 B b 2.0 1.0 mhm\n"  # reversed times in r2
+                 "r3 A a 0.0 1.0 hello\nr3 B b 1.0 2.0 yeah\n")
+    with pytest.raises(CorpusError, match=r"many\.stm:4: negative duration"):
+        read_stm(f)
+    skipped = []
+    assert [d.id for d in read_stm(f, skipped=skipped)] == ["r1", "r3"]
+    ((path, msg),) = skipped
+    assert path == str(f) and "many.stm:4" in msg and "r2" in msg
+
+
+def test_stm_undecodable_line_skips_its_recording_only(tmp_path):
+    f = tmp_path / "bytes.stm"
+    f.write_bytes(b"r1 A a 0.0 1.0 hello\nr2 A a 0.0 1.0 caf\xe9\nr3 A a 0.0 1.0 yeah\n")
+    with pytest.raises(CorpusError, match=r"bytes\.stm:2: not UTF-8"):
+        read_stm(f)
+    skipped = []
+    assert [d.id for d in read_stm(f, skipped=skipped)] == ["r1", "r3"]
+    assert "r2" in skipped[0][1]
+
+
+def test_rttm_bad_line_skips_its_recording_only(tmp_path):
+    f = tmp_path / "many.rttm"
+    f.write_text("SPEAKER r1 1 0.0 1.0 <NA> <NA> a <NA> <NA>\n"
+                 "SPEAKER r2 1 0.0 oops <NA> <NA> a <NA> <NA>\n"
+                 "SPEAKER r3 1 0.0 1.0 <NA> <NA> a <NA> <NA>\n"
+                 "SPEAKER r2 1 2.0 1.0 <NA> <NA> b <NA> <NA>\n")
+    skipped = []
+    assert [d.id for d in read_rttm(f, skipped=skipped)] == ["r1", "r3"]
+    assert len(skipped) == 1 and "many.rttm:2" in skipped[0][1] and "r2" in skipped[0][1]
+    only_bad = tmp_path / "bad.rttm"
+    only_bad.write_text("SPEAKER r2 1 0.0 oops <NA> <NA> a <NA> <NA>\n")
+    skipped = []
+    assert read_rttm(only_bad, skipped=skipped) == [] and len(skipped) == 1

@@ -74,3 +74,8 @@ def test_bad_lines_name_file_and_line(tmp_path, a_side, line, problem):
     shutil.copy(a_side.with_name("sw9001B-ms98-a-word.text"), tmp_path / "sw9003B-ms98-a-word.text")
     with pytest.raises(CorpusError, match=rf"sw9003A-ms98-a-word\.text:2: {problem}"):
         read_switchboard(a)
+
+
+def test_sides_state_their_audio_channel(fixtures):
+    d = read_switchboard(fixtures / "switchboard" / "sw9001A-ms98-a-word.text")
+    assert (d.channels["A"].audio_channel, d.channels["B"].audio_channel) == (0, 1)
