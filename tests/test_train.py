@@ -324,9 +324,8 @@ def test_final_validation_stops_when_the_time_left_is_shorter_than_a_validation(
     from types import SimpleNamespace
 
     import lightning.pytorch.callbacks.timer as timer_module
-    from lightning.pytorch.callbacks import Timer
-
     from backchannel.train.modules import FinalValidation
+    from lightning.pytorch.callbacks import Timer
 
     clock = FakeClock()
     monkeypatch.setattr(timer_module, "time", clock)
@@ -384,8 +383,8 @@ def test_train_prints_metrics_and_checkpoint_paths(work, tmp_path, capsys):
     (["--model.hidden", "abc"], 'Parser key "model.hidden"'),
     (["--model.schedule", "fast"], 'Parser key "model.schedule"'),
     (["--model.class_weights", "[1, 2]"], "class_weights must be 'inverse', None or 3 numbers"),
-    (["--model.backbone_ckpt", "nowhere/last.ckpt"], "nowhere/last.ckpt: no such backbone checkpoint "
-                                                     "(--model.backbone_ckpt)"),
+    (["--model.backbone_ckpt", "nowhere/last.ckpt"],
+     "nowhere/last.ckpt: no such backbone checkpoint (--model.backbone_ckpt)"),
 ])
 def test_bad_arguments_are_one_line_naming_the_flag(work, tmp_path, capsys, extra, expect):
     rc = cli_main(["head", "--config", config("tiny_head"), "--data.corpora", f"[{work['data']}]",
