@@ -9,6 +9,7 @@ Overrides are LightningCLI's (``--model.*``, ``--data.*``, ``--trainer.*``, ``--
 is checked first (:func:`backchannel.train.modules.load_checkpoint`) and must match the config.
 Multi-GPU / multi-node training is Lightning's: set ``trainer.accelerator``, ``trainer.devices``,
 ``trainer.num_nodes`` and ``trainer.strategy: ddp`` in the YAML (the crop samplers shard by rank).
+``backchannel train head --help`` (or ``backbone``) lists every LightningCLI option.
 """
 from __future__ import annotations
 
