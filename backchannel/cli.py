@@ -1,7 +1,7 @@
 """The ``backchannel`` command line.
 
     backchannel corpus prepare [maptask mrda | demo | textgrid ...] [--root PATH] [--out data]
-    backchannel corpus stats CORPUS [--root PATH] [--out docs/stats/CORPUS]
+    backchannel corpus stats CORPUS [--root PATH] [--out runs/stats/CORPUS]
     backchannel corpus inspect maptask [--dialogue q7ec1 --listener f] [--plot runs/timeline.png]
     backchannel corpus download maptask|mrda DEST
 """
@@ -194,7 +194,7 @@ def cmd_stats(args) -> int:
     stats = corpus_stats(dialogues, events)
     stats["corpus"] = name
     stats["label_settings"] = settings.to_dict()
-    out = Path(args.out or f"docs/stats/{name}")
+    out = Path(args.out or f"runs/stats/{name}")
     write_stats_report(stats, out)
     print(f"{name}: statistics written to {out}/stats.json (+ PNG plots)")
     for line in compare_to_human_reference(stats):
@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = csub.add_parser("stats", help="statistics report (JSON + PNG plots) of a corpus")
     st.add_argument("corpus", nargs="?", help="maptask, mrda, demo, ... (default: demo without a corpus path)")
     st.add_argument("--root")
-    st.add_argument("--out", help="report folder (default docs/stats/CORPUS)")
+    st.add_argument("--out", help="report folder (default runs/stats/CORPUS)")
     _add_label_options(st, labels=False)
     st.set_defaults(func=cmd_stats)
 
@@ -356,7 +356,7 @@ def _add_simulate(sub) -> None:
     p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`); default: random weights")
     p.add_argument("--start", type=float, default=0.0, help="replay from this time (s)")
     p.add_argument("--seconds", type=float, help="replay this many seconds (default: to the end)")
-    p.add_argument("--out", default="simulations", help="output folder (default: simulations)")
+    p.add_argument("--out", default="runs/simulations", help="output folder (default: runs/simulations)")
     p.add_argument("--render", type=_member_of(f"{SIMULATE}:RENDERS"), default="tts",
                    help="speech: tts (espeak-ng; tones if unavailable) or tone (default tts)")
     p.add_argument("--report", help="take threshold, smoothing, refractory, lead and take-turn level from the "

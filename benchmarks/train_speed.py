@@ -6,8 +6,10 @@ backbone pretraining <= 20 min, head training <= 3 min on the shared 2-core CPU)
 
 Runs the training in this process (the same code path as the CLI), then appends a record to
 benchmarks/results/train_speed.json: config, overrides, wall seconds (total, and the head's feature
-cache build separately), steps, frames seen, the checkpoint's metrics, and the machine load (1-minute
-load average before and after; other engineers share the CPU).
+cache build separately), steps, frames seen, the checkpoint's metrics, and the machine load before and
+after (1/5/15-minute load averages, and the other processes busy on the CPU: more than 10% of a core
+over 1 s, with their names), since other jobs on shared cores slow a run down. A figure is only
+comparable to another measured under the same load.
 """
 from __future__ import annotations
 
@@ -22,6 +24,44 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
 
 
+def _cpu_ticks() -> dict[int, tuple[str, int]]:
+    """``{pid: (command name, utime + stime in clock ticks)}`` of every process (Linux ``/proc``)."""
+    ticks = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        ticks[int(stat.parent.name)] = (name, int(fields[11]) + int(fields[12]))  # utime, stime
+    return ticks
+
+
+def busy_processes(window_s: float = 1.0, min_share: float = 0.1) -> list[dict] | None:
+    """Processes other than this one that used more than ``min_share`` of a core over ``window_s``
+    seconds, busiest first (``None`` where there is no ``/proc``)."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    first = _cpu_ticks()
+    time.sleep(window_s)
+    busy = []
+    for pid, (name, t) in _cpu_ticks().items():
+        if pid != os.getpid() and pid in first:
+            share = (t - first[pid][1]) / hz / window_s
+            if share > min_share:
+                busy.append({"pid": pid, "name": name, "core_share": round(share, 2)})
+    return sorted(busy, key=lambda b: -b["core_share"])
+
+
+def machine_load() -> dict:
+    """Load averages (1, 5, 15 min) and the other busy processes, now."""
+    busy = busy_processes()
+    return {"load_avg": [round(x, 2) for x in os.getloadavg()],
+            "other_busy_processes": None if busy is None else len(busy), "busy": busy}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=["backbone", "head"])
@@ -33,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from backchannel.train.cli import resolve_config, run
 
-    load_before = os.getloadavg()[0]
+    load_before = machine_load()
     t0 = time.perf_counter()
     cli = run(args.kind, ["--config", resolve_config(args.config), *overrides])
     wall = time.perf_counter() - t0
@@ -52,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         "last_checkpoint": (str(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
                             if trainer.checkpoint_callback else None),
         "threads": torch.get_num_threads(),
-        "load_avg_1min_before": round(load_before, 2),
+        "load_avg_1min_before": load_before["load_avg"][0],
         "load_avg_1min_after": round(os.getloadavg()[0], 2),
+        "load_before": load_before,
+        "load_after": machine_load(),
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

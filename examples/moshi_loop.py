@@ -122,7 +122,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the synthetic user audio (--tiny)")
     ap.add_argument("--silence-codes", action="store_true", help="also force Mimi silence while suppressed")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--out", type=Path, default=Path("moshi_backchannel.wav"))
+    ap.add_argument("--out", type=Path, default=Path("runs/examples/moshi_backchannel.wav"))
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     from moshi.models import loaders
@@ -204,6 +204,7 @@ def main(argv=None) -> None:
 
     moshi = torch.cat(out_pcm).numpy()
     stereo = np.stack([user[0, 0, : len(moshi)].numpy(), moshi], axis=1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(args.out, stereo, SR)
     stats = gen.control.floors[0].stats
     print(f"{n_frames} frames; LMGen step (Mimi encode + LM + head) median {np.median(step_ms):.1f} ms")

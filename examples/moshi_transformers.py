@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     ap.add_argument("--take-turn", type=float, default=0.5)
     ap.add_argument("--seconds", type=float, default=8.0, help="synthetic user audio (--tiny)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--out", type=Path, default=Path("moshi_hf_backchannel.wav"))
+    ap.add_argument("--out", type=Path, default=Path("runs/examples/moshi_hf_backchannel.wav"))
     args = ap.parse_args(argv)
     torch.manual_seed(0)
 
@@ -135,6 +135,7 @@ def main(argv=None) -> None:
         moshi = model.audio_encoder.decode(own[:, 1:]).audio_values[0, 0].float().cpu().numpy()
     moshi = np.concatenate([np.zeros(FRAME * loop.max_delay, dtype=np.float32), moshi])
     n = min(len(moshi), user.shape[-1])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(args.out, np.stack([user[0, 0, :n].numpy(), moshi[:n]], axis=1), SR)
 
     stats = loop.control.floors[0].stats

@@ -14,7 +14,7 @@ from backchannel.corpora.dataset import build_dataset, load_prepared
 from backchannel.corpora.demo import make_demo_corpus
 from backchannel.corpora.maptask import load_maptask
 from backchannel.train.cli import main as cli_main
-from backchannel.train.cli import register, run
+from backchannel.train.cli import register, run, summary
 from backchannel.train.data import (
     CachedRow,
     CropSampler,
@@ -292,3 +292,126 @@ def test_label_counts_leave_out_masked_frames():
     z = np.zeros(0)
     dm.train_rows = [CachedRow("c", "d", "A", np.zeros((6, 2), np.float16), np.array([0, -1, -1, 1, 2, 0]), z, z)]
     assert dm.label_counts().tolist() == [2, 1, 1]
+
+
+# --------------------------------------------------------------------------- time cap, end of run, CLI
+
+class FakeClock:
+    """Stands in for the ``time`` module of Lightning's Timer: each reading advances 1 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_time_cap_ends_validated_with_a_best_ckpt(work, tmp_path, monkeypatch):
+    """A 10 s cap (fake clock) stops the run within its first epochs, where check_val_every_n_epoch 6 would
+    validate first at step 12: the run still ends validated at its last step, and best.ckpt holds that."""
+    import lightning.pytorch.callbacks.timer as timer_module
+
+    monkeypatch.setattr(timer_module, "time", FakeClock())
+    out = tmp_path / "capped"
+    cli = run("head", ["--config", config("tiny_head"), "--model.backbone_ckpt", str(work["backbone"]),
+                       "--data.corpora", f"[{work['data']}]", "--data.cache_dir", str(work["root"] / "cache"),
+                       "--trainer.default_root_dir", str(out), "--trainer.max_epochs", "12",
+                       "--trainer.check_val_every_n_epoch", "6", "--trainer.max_time", "{seconds: 10}"])
+    step = cli.trainer.global_step
+    assert cli.final_validation.capped and 0 < step < 12  # stopped by the cap before any scheduled validation
+    assert cli.final_validation.validated_step == step
+    meta = load_checkpoint(out / "checkpoints" / "best.ckpt", kind="head")["backchannel"]
+    assert meta["global_step"] == step and "dev/bc_event_f1" in meta["metrics"]
+    assert cli.trainer.check_val_every_n_epoch == 6  # the config's schedule is restored
+    assert "time cap" in summary(cli) and f"last validation at step {step}" in summary(cli)
+
+
+def test_final_validation_stops_when_the_time_left_is_shorter_than_a_validation(monkeypatch):
+    """After a 30 s validation, a run with 20 s left under its cap stops now (the final validation fits);
+    with 40 s left it goes on."""
+    from types import SimpleNamespace
+
+    import lightning.pytorch.callbacks.timer as timer_module
+    from backchannel.train.modules import FinalValidation
+    from lightning.pytorch.callbacks import Timer
+
+    clock = FakeClock()
+    monkeypatch.setattr(timer_module, "time", clock)
+    timer = Timer(duration={"seconds": 100})
+    timer.on_train_start(None, None)  # starts at clock 1 s
+    progress = SimpleNamespace(is_last_batch=False)
+    trainer = SimpleNamespace(callbacks=[timer], should_stop=False, max_epochs=12, max_steps=-1, global_step=5,
+                              current_epoch=0, enable_validation=True, check_val_every_n_epoch=3,
+                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+    fv = FinalValidation()
+    fv.val_s, fv.validated_step = 30.0, 3
+    clock.now = 1.0 + 100 - 40 - 1  # the next reading: 40 s left
+    fv.on_train_batch_end(trainer)
+    assert not trainer.should_stop and trainer.check_val_every_n_epoch == 3
+    clock.now = 1.0 + 100 - 20 - 1  # 20 s left
+    fv.on_train_batch_end(trainer)
+    assert trainer.should_stop and fv.capped and trainer.check_val_every_n_epoch is None  # validate now
+    trainer.sanity_checking = False
+    fv.on_validation_start(trainer, None)
+    fv.on_validation_end(trainer, None)
+    assert fv.validated_step == 5 and trainer.check_val_every_n_epoch == 3
+
+
+def test_a_run_without_validation_still_writes_best_ckpt(work, tmp_path, capsys):
+    """No dev batches (limit_val_batches 0): no monitored metric is ever logged; best.ckpt is the final
+    weights, and the end-of-run summary says so."""
+    out = tmp_path / "noval"
+    rc = cli_main(["head", "--config", config("tiny_head"), "--model.backbone_ckpt", str(work["backbone"]),
+                   "--data.corpora", f"[{work['data']}]", "--data.cache_dir", str(work["root"] / "cache"),
+                   "--trainer.default_root_dir", str(out), "--trainer.limit_val_batches", "0"])
+    printed = capsys.readouterr().out
+    best, last = out / "checkpoints" / "best.ckpt", out / "checkpoints" / "last.ckpt"
+    assert rc == 0 and best.is_file() and last.is_file()
+    assert load_checkpoint(best, kind="head")["backchannel"]["global_step"] == 2
+    assert f"best.ckpt: {best} (final weights: no dev/bc_event_f1 was logged)" in printed
+    assert f"last.ckpt: {last}" in printed and "no validation ran" in printed
+
+
+def test_train_prints_metrics_and_checkpoint_paths(work, tmp_path, capsys):
+    out = tmp_path / "printed"
+    assert cli_main(["head", "--config", config("tiny_head"), "--model.backbone_ckpt", str(work["backbone"]),
+                     "--data.corpora", f"[{work['data']}]", "--data.cache_dir", str(work["root"] / "cache"),
+                     "--trainer.default_root_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    meta = load_checkpoint(out / "checkpoints" / "best.ckpt", kind="head")["backchannel"]
+    f1 = meta["metrics"]["dev/bc_event_f1"]
+    assert f"best.ckpt: {out / 'checkpoints' / 'best.ckpt'} (dev/bc_event_f1 {f1:.4f})" in printed
+    assert f"last.ckpt: {out / 'checkpoints' / 'last.ckpt'}" in printed
+    assert f"dev/bc_event_f1              {f1:.4f}" in printed
+    assert "training done: 2 steps, 1 epoch(s); trainer.max_epochs=1 done" in printed
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--model.hiden", "3"], "unrecognized arguments: --model.hiden 3"),
+    (["--model.hidden", "abc"], 'Parser key "model.hidden"'),
+    (["--model.schedule", "fast"], 'Parser key "model.schedule"'),
+    (["--model.class_weights", "[1, 2]"], "class_weights must be 'inverse', None or 3 numbers"),
+    (["--model.backbone_ckpt", "nowhere/last.ckpt"],
+     "nowhere/last.ckpt: no such backbone checkpoint (--model.backbone_ckpt)"),
+])
+def test_bad_arguments_are_one_line_naming_the_flag(work, tmp_path, capsys, extra, expect):
+    rc = cli_main(["head", "--config", config("tiny_head"), "--data.corpora", f"[{work['data']}]",
+                   "--data.cache_dir", str(tmp_path / "cache"), "--trainer.default_root_dir", str(tmp_path), *extra])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], err
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_train_needs_a_config_and_its_help_lists_lightning_options(capsys):
+    assert cli_main(["head"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: backchannel train head: the --config argument is required") and "tiny_head" in err
+    assert "\n" not in err
+    assert cli_main(["head", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--model.backbone_ckpt", "--model.hidden", "--data.corpora", "--data.cache_dir",
+                   "--trainer.max_time", "--trainer.max_epochs", "--threads", "--ckpt_path"):
+        assert option in out, option
+    assert "--optimizer" not in out  # the modules configure their own optimizers

@@ -12,16 +12,18 @@ import json
 import math
 import pickle
 import re
+import time
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from backchannel.corpora.events import BACKCHANNEL
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import Callback, Timer
 from sklearn.metrics import roc_auc_score
 
 from backchannel.backbones.timing import (
@@ -185,6 +187,47 @@ def run_progress(trainer, step: int, total: int) -> float:
     return min(progress, 1.0)
 
 
+class FinalValidation(Callback):
+    """Every run ends validated, whatever stops it: the time cap (``trainer.max_time``), ``max_steps``
+    or the last epoch, even where ``check_val_every_n_epoch`` would skip that step. Under a time cap,
+    training stops once the time left is shorter than the last validation took (seconds), so the final
+    validation fits under the cap (the first one, with nothing to go by, may run past it).
+    ``capped`` says whether the time cap ended the run."""
+
+    def __init__(self):
+        self.val_s, self.validated_step, self.capped = 0.0, None, False
+        self._t0 = self._every = None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._t0 = time.monotonic()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        self.val_s, self.validated_step = time.monotonic() - self._t0, trainer.global_step
+        if self._every is not None:  # the forced validation is done: restore the config's schedule
+            trainer.check_val_every_n_epoch, self._every = self._every[0], None
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+        if timer is not None and timer._duration and timer.time_remaining() <= self.val_s:
+            trainer.should_stop = self.capped = True  # (Lightning's Timer stops at 0 s left)
+        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+        last = ((trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps)
+                or (epochs is not None and trainer.current_epoch + 1 >= epochs
+                    and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch))
+        if (trainer.should_stop or last) and trainer.enable_validation \
+                and self.validated_step != trainer.global_step:
+            # Lightning validates a stopping run only in a validation epoch: make this one of them
+            trainer.should_stop = True
+            if self._every is None:
+                self._every = (trainer.check_val_every_n_epoch,)
+            trainer.check_val_every_n_epoch = None
+
+
+Schedule = Literal["cosine", "onecycle", "constant"]  # of make_optimizer
+
+
 def make_optimizer(module: L.LightningModule, params, lr: float, weight_decay: float, schedule: str,
                    warmup: float):
     """AdamW (no decay on biases, norms, embeddings) with a per-step schedule: ``cosine`` (linear
@@ -224,7 +267,7 @@ class VAPPretrainModule(L.LightningModule):
     def __init__(self, d_model: int = 128, n_layers: int = 4, n_heads: int = 4, window: int = 256,
                  mlp_ratio: int = 4, use_text: bool = True, dropout: float = 0.1, vocab_size: int = VOCAB_SIZE,
                  text_k: int = WORDS_PER_FRAME, text_words: str = "all", lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup: float = 0.05, schedule: str = "cosine"):
+                 warmup: float = 0.05, schedule: Schedule = "cosine"):
         super().__init__()
         self.save_hyperparameters()
         cfg = TimingConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, window=window, mlp_ratio=mlp_ratio,
@@ -317,17 +360,25 @@ class HeadModule(L.LightningModule):
     (``dev/bc_event_f1`` is their mean over corpora; the checkpoint monitor).
     """
 
-    def __init__(self, backbone: str = "timing", backbone_ckpt: str | None = None, kind: str = "gru",
+    def __init__(self, backbone: Literal["timing", "raw"] = "timing", backbone_ckpt: str | None = None,
+                 kind: Literal["gru", "mlp"] = "gru",
                  hidden: int = 64, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 0.01,
-                 warmup: float = 0.05, schedule: str = "cosine", class_weights: str | list[float] | None = "inverse",
+                 warmup: float = 0.05, schedule: Schedule = "cosine", class_weights: str | list[float] | None = "inverse",
                  class_weight_power: float = 0.5, focal_gamma: float = 0.0, type_loss_weight: float = 0.5,
                  margin: tuple[float, float] = (-0.5, 0.5)):
         super().__init__()
+        if class_weights not in (None, "inverse") and (isinstance(class_weights, str) or len(class_weights) != 3):
+            raise ValueError(f"class_weights must be 'inverse', None or 3 numbers, got {class_weights!r}")
         self.save_hyperparameters()
         self.backbone_name = backbone
         if backbone == "timing":
             if not backbone_ckpt:
-                raise ValueError("backbone 'timing' needs backbone_ckpt (a checkpoint of `train backbone`)")
+                raise ValueError("backbone 'timing' needs --model.backbone_ckpt (a checkpoint of "
+                                 "`backchannel train backbone`)")
+            if not Path(backbone_ckpt).is_file():
+                raise CheckpointError(backbone_ckpt, "no such backbone checkpoint (--model.backbone_ckpt): "
+                                                     "train it first with `backchannel train backbone`, or pass "
+                                                     "--model.backbone_ckpt PATH")
             ckpt = load_checkpoint(backbone_ckpt, kind="backbone")
             mods = build_from_meta(ckpt["backchannel"], ckpt["state_dict"])
             self.backbone, self.vap = mods["extractor"], mods["vap"]
@@ -391,8 +442,6 @@ class HeadModule(L.LightningModule):
             labels = np.repeat(np.arange(3), counts)
             self.class_weight.copy_(inverse_frequency_weights(labels, 3, self.hparams.class_weight_power))
         elif cw is not None:
-            if len(cw) != 3:
-                raise ValueError(f"class_weights must be 'inverse', None or 3 numbers, got {cw!r}")
             self.class_weight.copy_(torch.tensor(cw, dtype=torch.float32))
 
     # ---- training
