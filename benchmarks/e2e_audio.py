@@ -790,7 +790,8 @@ def user_side_scores(outcomes: Sequence[CaseOutcome], within_s: float = 0.5) -> 
 
 def user_side_outcomes(cases: Sequence[UserCase], listener, classifier_factory: Callable[[], Callable],
                        latency: float) -> dict[str, list[CaseOutcome]]:
-    """Every user-side system on every case."""
+    """Every user-side system on every case (``listener`` runs inside our processor; the word-list path does
+    not use its decisions)."""
     async def run() -> dict[str, list[CaseOutcome]]:
         out: dict[str, list[CaseOutcome]] = {"word_list": [], "interrupt_on_vad": [], "classifier": []}
         for case in cases:
@@ -800,7 +801,11 @@ def user_side_outcomes(cases: Sequence[UserCase], listener, classifier_factory: 
             out["classifier"].append(classifier_outcome(case, classifier_factory(), latency))
         return out
 
-    return asyncio.run(run())
+    deadline, listener.deadline_s = listener.deadline_s, math.inf  # as in listener_onsets
+    try:
+        return asyncio.run(run())
+    finally:
+        listener.deadline_s = deadline
 
 
 # ---------------------------------------------------------------- the benchmark
