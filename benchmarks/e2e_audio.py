@@ -32,7 +32,8 @@ User backchannels vs barge-ins: each listener's real isolated backchannels and t
 party (now the bot) speaks (interruptions; shifts within pipecat's bot-stop delay of 0.35 s), rendered as the
 user's audio from its onset on, the bot speaking throughout. Systems: our pipecat ``BackchannelProcessor``'s
 word-list path (pipecat's Silero VAD frames, simulated recogniser frames ``--latency`` s after each word),
-interrupt-on-VAD (pipecat's default), and a pluggable classifier (``user_classifier``), shipped with a
+interrupt-on-VAD (pipecat's default), and a pluggable classifier (``run_benchmark(classifier_factory=)``: a
+callable per 80 ms frame on a ``UserView``), shipped with a
 reference speech-duration rule that is NOT our result.
 """
 from __future__ import annotations
@@ -72,6 +73,7 @@ FRAME_N = round(FRAME_S * SR)  # samples per 80 ms frame
 CHUNK_S = 0.02  # s: pipecat transports deliver 20 ms audio chunks
 CHUNK_N = round(CHUNK_S * SR)
 MARGIN = (-0.5, 0.5)  # s, relative to the true onset
+MARGIN_LABEL = margin_label(MARGIN)
 VOICES = ("en", "en+f3")  # espeak-ng voice of the dialogue's first and second speaker
 RENDER_FORMAT = "e2e-audio-render/1"
 DEFAULT_CACHE = Path("runs/e2e_audio")
@@ -992,8 +994,6 @@ def markdown(result: dict) -> str:
                          for n in us])
     return "\n".join(lines)
 
-
-MARGIN_LABEL = margin_label(MARGIN)
 
 
 def _describe(listener, how: str) -> dict | None:
