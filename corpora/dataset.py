@@ -42,6 +42,7 @@ from backchannel.progress import progress as progress_bar
 
 from .dialogue import Dialogue
 from .errors import CorpusError
+from .events import BC_KINDS, LabelSettings
 from .framing import frame_dialogue
 from .mining import mine_dialogue
 
