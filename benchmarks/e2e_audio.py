@@ -64,7 +64,8 @@ from backchannel.corpora.dialogue import Dialogue, Word
 from backchannel.corpora.errors import CorpusError
 from backchannel.corpora.framing import text_stream
 
-from backchannel.baselines import pause_gate
+from backchannel.baselines import PAUSE_GATE_COOLDOWN, pause_gate, rule_onsets
+from backchannel.evaluation.data import gold_mask as _gold_mask
 from backchannel.frames import FRAME_S, interval_activity, time_to_frame
 from backchannel.metrics import cadence_report, event_scores, margin_label, onset_offsets
 
@@ -91,17 +92,12 @@ class BenchError(Exception):
 # ---------------------------------------------------------------- gold
 
 def gold_mask(row) -> np.ndarray:
-    """Which of a row's mined backchannels are gold: ``row["bc_isolated"]`` when the prepared data carry it
-    (listener silent >= 1 s before and after, floor party spoke within 1.5 s before), else all of them."""
-    n = len(row["bc_onsets"])
-    flags = row.get("bc_isolated")
-    if flags is None:
-        return np.ones(n, dtype=bool)
-    flags = np.asarray(flags, dtype=bool).reshape(-1)
-    if len(flags) != n:
-        raise BenchError(f"{row['dialogue']}/{row['listener']}: bc_isolated has {len(flags)} flags for "
-                         f"{n} backchannels")
-    return flags
+    """Which of a row's mined backchannels are gold: the isolated ones (``evaluation.data.gold_mask``: listener
+    silent >= 1 s before and after, floor party spoke within 1.5 s before)."""
+    try:
+        return _gold_mask(row, "isolated")
+    except ValueError as err:
+        raise BenchError(str(err)) from None
 
 
 def gold_onsets(row) -> np.ndarray:
@@ -398,7 +394,7 @@ def word_va_onsets(listener, s: Session) -> np.ndarray:
 
 def pause_gate_onsets(s: Session) -> np.ndarray:
     """``baselines.pause_gate`` on webrtcvad activity of the rendered floor audio (onsets in s)."""
-    return np.asarray(pause_gate(voice_activity(to_float(s.floor_speech), SR)).onsets, dtype=np.float64)
+    return rule_onsets(pause_gate(voice_activity(to_float(s.floor_speech), SR)), PAUSE_GATE_COOLDOWN)
 
 
 class AudioClock:
@@ -859,13 +855,12 @@ def run_benchmark(sessions: Iterable[Session], *, listener=None, latency: float 
         names += [f"pipecat_backchannel_p{p:g}" for p in PIPECAT_FIRE_PROBABILITIES]
     pred = {n: [] for n in names}
     cpu = dict.fromkeys(names, 0.0)
-    gold, va, durations, described, isolated = [], [], [], [], []
+    gold, va, durations, described = [], [], [], []
     outcomes: dict[str, list[CaseOutcome]] = {}
     bot_stop_s = None
     faults0 = dict(listener.faults) if listener is not None else {}
     for s in tqdm(sessions, desc="e2e audio", unit="session", disable=not progress):
         gold.append(s.gold)
-        isolated.append(s.row.get("bc_isolated") is not None)
         va.append(np.asarray(s.row["va_speaker"], dtype=np.float32))
         durations.append(s.duration)
         described.append({"dialogue": s.dialogue, "listener": s.listener, "duration_s": round(s.duration, 2),
@@ -899,7 +894,7 @@ def run_benchmark(sessions: Iterable[Session], *, listener=None, latency: float 
     hours = sum(durations) / 3600
     systems = {n: score(pred[n], gold, va, durations) | {"cpu_s": cpu[n], "cpu_s_per_audio_hour": cpu[n] / hours}
                for n in names}
-    result = {"gold": "isolated (bc_isolated)" if all(isolated) else "all mined backchannels (no bc_isolated column)",
+    result = {"gold": "isolated (bc_isolated)",
               "sessions": described, "audio_hours": hours, "latency_s": latency, "seed": seed, "systems": systems}
     for key, name in (("ours_f1", "ours"), ("ours_no_words_f1", "ours_no_words"),
                       ("ours_word_va_f1", "ours_word_va"), ("pause_gate_f1", "pause_gate")):
@@ -964,14 +959,14 @@ def acceptance(result: dict) -> dict:
 
 
 def _cell(x, digits: int = 3) -> str:
-    from backchannel.report import _f
+    from backchannel.evaluation.report import cell
 
-    return _f(x, digits)
+    return cell(x, digits)
 
 
 def markdown(result: dict) -> str:
     """The result as two markdown tables."""
-    from backchannel.report import _table
+    from backchannel.evaluation.report import md_table
 
     human = next(iter(result["systems"].values()))["human_rate_per_minute"]
     rows = [[n, _cell(r["f1"]), _cell(r["precision"]), _cell(r["recall"]), _cell(r["rate_per_minute"], 2),
@@ -979,13 +974,13 @@ def markdown(result: dict) -> str:
             for n, r in result["systems"].items()]
     lines = [(f"Backchannel timing, {result['gold']} gold, {MARGIN_LABEL} ms, {len(result['sessions'])} sessions, "
              f"{result['audio_hours']:.2f} audio h; human rate {human:.2f}/min"), ""]
-    lines += _table(["system", "F1", "P", "R", "rate/min", "rate/human", "offset JSD", "CPU s/audio h"], rows)
+    lines += md_table(["system", "F1", "P", "R", "rate/min", "rate/human", "offset JSD", "CPU s/audio h"], rows)
     if result.get("user_side"):
         us = result["user_side"]
         first = next(iter(us.values()))
         lines += [(f"User backchannels vs barge-ins ({first['backchannels']} backchannels, {first['take_turns']} "
                   "take-turns)"), ""]
-        lines += _table(["system", "bc not interrupting", "take-turns interrupting", "within 500 ms",
+        lines += md_table(["system", "bc not interrupting", "take-turns interrupting", "within 500 ms",
                          "median interrupt s", "median decision s"],
                         [[us[n].get("name", n) if n == "classifier" else n,
                           _cell(us[n]["backchannels_not_interrupting"]), _cell(us[n]["take_turns_interrupting"]),

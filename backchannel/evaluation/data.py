@@ -78,17 +78,25 @@ def definitions(rows: Sequence[dict]) -> list[str]:
     return [d for d in DEFINITIONS if d == "all" or all("bc_isolated" in r for r in rows)]
 
 
-def gold_onsets(row: dict, definition: str) -> np.ndarray:
-    """True backchannel onsets (seconds) of one row under ``definition`` (``isolated`` or ``all``)."""
-    onsets = np.asarray(row["bc_onsets"], dtype=np.float64).reshape(-1)
+def gold_mask(row: dict, definition: str) -> np.ndarray:
+    """Which of a row's mined backchannel candidates are gold under ``definition`` (``isolated`` or ``all``)."""
+    n = len(row["bc_onsets"])
     if definition == "all":
-        return onsets
+        return np.ones(n, dtype=bool)
     if definition != "isolated":
         raise ValueError(f"unknown backchannel definition {definition!r} (have {DEFINITIONS})")
     if "bc_isolated" not in row:
         raise ValueError(f"{row_id(row)}: the dataset has no bc_isolated column (prepared by an older version: "
                          "re-run `backchannel corpus prepare --overwrite`)")
-    return onsets[np.asarray(row["bc_isolated"], dtype=bool).reshape(-1)]
+    flags = np.asarray(row["bc_isolated"], dtype=bool).reshape(-1)
+    if len(flags) != n:
+        raise ValueError(f"{row_id(row)}: bc_isolated has {len(flags)} flags for {n} backchannel candidates")
+    return flags
+
+
+def gold_onsets(row: dict, definition: str) -> np.ndarray:
+    """True backchannel onsets (seconds) of one row under ``definition`` (``isolated`` or ``all``)."""
+    return np.asarray(row["bc_onsets"], dtype=np.float64).reshape(-1)[gold_mask(row, definition)]
 
 
 def turn_onsets(row: dict) -> np.ndarray:

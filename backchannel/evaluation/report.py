@@ -29,7 +29,7 @@ def _colors(names) -> dict:
             for n in names}
 
 
-def _f(x, digits: int = 3) -> str:
+def cell(x, digits: int = 3) -> str:
     """A number for a table cell ("–" for missing/NaN)."""
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "–"
@@ -38,7 +38,7 @@ def _f(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
+def md_table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return out + [""]
@@ -72,13 +72,13 @@ def event_table(section: dict, margins: list[str], definition: str) -> list[str]
             continue
         for variant, v in rep["definitions"][definition]["variants"].items():
             ev, cad = v["events"], v["cadence"]
-            f1s = [_f(ev[m]["f1"]) + (f" ± {_f(ev[m]['f1_std'])}" if "f1_std" in ev[m] else "") for m in margins]
+            f1s = [cell(ev[m]["f1"]) + (f" ± {cell(ev[m]['f1_std'])}" if "f1_std" in ev[m] else "") for m in margins]
             rows.append([name + (f" ({rep['rows']}/{rep['rows_total']} rows)" if "rows" in rep and
                                  rep["rows"] < rep["rows_total"] else ""), _variant_name(variant, v),
-                         _f(ev[main]["precision"]), _f(ev[main]["recall"]), *f1s,
-                         _f(cad["model"]["rate_per_minute"], 2), _f(cad["human"]["rate_per_minute"], 2),
-                         _f(cad["rate_ratio"], 2)])
-    return _table(header, rows)
+                         cell(ev[main]["precision"]), cell(ev[main]["recall"]), *f1s,
+                         cell(cad["model"]["rate_per_minute"], 2), cell(cad["human"]["rate_per_minute"], 2),
+                         cell(cad["rate_ratio"], 2)])
+    return md_table(header, rows)
 
 
 def policy_table(section: dict, definition: str) -> list[str]:
@@ -87,10 +87,10 @@ def policy_table(section: dict, definition: str) -> list[str]:
     for name, variant, v in _variants(section["systems"], definition):
         p = v["policy"]
         dev = v.get("dev") or {}
-        rows.append([name, variant, _f(p["on"]), p["smoothing"], _f(p["lead"], 2), _f(p["refractory"], 2),
-                     _f(p["take_turn"]) if p.get("take_turn") is not None else "–", _f(dev.get("f1")),
-                     _f(dev.get("rate"), 2), _f(dev.get("human_rate"), 2)])
-    return _table(["system", "variant", "on", "smoothing (frames)", "lead (s)", "refractory (s)", "take-turn level",
+        rows.append([name, variant, cell(p["on"]), p["smoothing"], cell(p["lead"], 2), cell(p["refractory"], 2),
+                     cell(p["take_turn"]) if p.get("take_turn") is not None else "–", cell(dev.get("f1")),
+                     cell(dev.get("rate"), 2), cell(dev.get("human_rate"), 2)])
+    return md_table(["system", "variant", "on", "smoothing (frames)", "lead (s)", "refractory (s)", "take-turn level",
                    "dev F1", "dev rate /min", "dev human /min"], rows)
 
 
@@ -103,11 +103,11 @@ def frame_table(section: dict) -> list[str]:
         if not fr:
             continue
         if "macro_f1" in fr:
-            rows.append([name, *map(_f, fr["f1"]), _f(fr["macro_f1"]), _f(fr["balanced_accuracy"]),
+            rows.append([name, *map(_f, fr["f1"]), cell(fr["macro_f1"]), cell(fr["balanced_accuracy"]),
                          *map(_f, fr["auprc"])])
         else:  # a rule: its firing condition vs BACKCHANNEL frames only
-            rows.append([name, "–", _f(fr["f1_backchannel"]), "–", "–", "–", "–", _f(fr["auprc_backchannel"]), "–"])
-    return _table(header, rows)
+            rows.append([name, "–", cell(fr["f1_backchannel"]), "–", "–", "–", "–", cell(fr["auprc_backchannel"]), "–"])
+    return md_table(header, rows)
 
 
 def turn_tables(section: dict, definition: str) -> list[str]:
@@ -118,31 +118,31 @@ def turn_tables(section: dict, definition: str) -> list[str]:
         s = rep.get("shift_hold")
         if s:
             vap = s.get("vap_zero_shot", {})
-            sh.append([name, _f(s["balanced_accuracy"]), _f(s["take_turn_level"]), _f(s["balanced_accuracy_shipped"]),
-                       _f(s["shipped_take_turn_level"]), _f(s["roc_auc"]), _f(vap.get("roc_auc")), s["n_shift"],
+            sh.append([name, cell(s["balanced_accuracy"]), cell(s["take_turn_level"]), cell(s["balanced_accuracy_shipped"]),
+                       cell(s["shipped_take_turn_level"]), cell(s["roc_auc"]), cell(vap.get("roc_auc")), s["n_shift"],
                        s["n_hold"]])
         for variant, v in rep["definitions"][definition]["variants"].items():
             t = v.get("take_turn")
             if not t:
                 continue
             ev = t["events"].get("[-500,+500]", next(iter(t["events"].values())))
-            tt.append([name, variant, _f(v["policy"]["take_turn"]), v["policy"]["smoothing"], _f(ev["precision"]),
-                       _f(ev["recall"]), _f(ev["f1"]), _f(t["rate_per_minute"], 2), _f(t["median_latency"]),
-                       _f(t["coverage"]), _f(t["human_median_latency"]), _f(t["false_in_speech_per_minute"], 2)])
+            tt.append([name, variant, cell(v["policy"]["take_turn"]), v["policy"]["smoothing"], cell(ev["precision"]),
+                       cell(ev["recall"]), cell(ev["f1"]), cell(t["rate_per_minute"], 2), cell(t["median_latency"]),
+                       cell(t["coverage"]), cell(t["human_median_latency"]), cell(t["false_in_speech_per_minute"], 2)])
     out = []
     if tt:
         out += [("Take-turn as shipped: onsets = first frame of each run of the policy's TAKE_TURN decisions; "
                  "level tuned on dev for onset F1 against shift + interruption onsets; latency = onset − floor "
                  "party's speech end in shift pauses (s); false take-turns = unmatched onsets inside the floor "
                  "party's speech, per listener-minute."), ""]
-        out += _table(["system", "variant", "level", "smoothing", "P [-500,+500]", "R", "F1", "rate /min",
+        out += md_table(["system", "variant", "level", "smoothing", "P [-500,+500]", "R", "F1", "rate /min",
                        "median latency", "coverage", "human median gap", "false in speech /min"], tt)
     if sh:
         out += [("Shift vs hold in mutual silences (VAP window: 50–150 ms into the pause): predicted shift = the "
                  "policy decides TAKE_TURN in the window. Balanced accuracy with the take-turn level tuned on dev "
                  "for it, and with the shipped level; ROC AUC of the mean smoothed p(TAKE_TURN) in the window, and "
                  "of the backbone's VAP zero-shot p(shift)."), ""]
-        out += _table(["system", "balanced acc.", "level (dev)", "bal. acc. shipped", "shipped level", "ROC AUC",
+        out += md_table(["system", "balanced acc.", "level (dev)", "bal. acc. shipped", "shipped level", "ROC AUC",
                        "VAP zero-shot AUC", "shifts", "holds"], sh)
     return out
 
@@ -152,11 +152,11 @@ def cadence_table(section: dict, definition: str) -> list[str]:
     for name, variant, v in _variants(section["systems"], definition):
         c = v["cadence"]
         m, h = c["model"], c["human"]
-        rows.append([name, variant, _f(m["rate_per_minute"], 2), _f(h["rate_per_minute"], 2), _f(c["rate_ratio"], 2),
-                     _f(m["median_offset"]), _f(h["median_offset"]), _f(c["offset_js_distance"]),
-                     _f(m["share_in_overlap"]), _f(h["share_in_overlap"]), _f(m["median_inter_onset"], 2),
-                     _f(h["median_inter_onset"], 2)])
-    return _table(["system", "variant", "rate /min", "human /min", "ratio", "median offset (s)", "human", "JS dist.",
+        rows.append([name, variant, cell(m["rate_per_minute"], 2), cell(h["rate_per_minute"], 2), cell(c["rate_ratio"], 2),
+                     cell(m["median_offset"]), cell(h["median_offset"]), cell(c["offset_js_distance"]),
+                     cell(m["share_in_overlap"]), cell(h["share_in_overlap"]), cell(m["median_inter_onset"], 2),
+                     cell(h["median_inter_onset"], 2)])
+    return md_table(["system", "variant", "rate /min", "human /min", "ratio", "median offset (s)", "human", "JS dist.",
                    "in overlap", "human", "median IBI (s)", "human"], rows)
 
 
@@ -164,8 +164,8 @@ def ratio_table(section: dict, margins: list[str], definition: str) -> list[str]
     ratios = (section.get("ratios") or {}).get(definition)
     if not ratios:
         return ["(no pause-gate ratio: the pause gate or the tuned systems did not run)", ""]
-    return _table(["F1 ratio"] + margins, [[k.replace("_over_pause_gate", " / pause gate"),
-                                            *[_f(v.get(m), 2) for m in margins]] for k, v in ratios.items()])
+    return md_table(["F1 ratio"] + margins, [[k.replace("_over_pause_gate", " / pause gate"),
+                                            *[cell(v.get(m), 2) for m in margins]] for k, v in ratios.items()])
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -180,7 +180,7 @@ def summary_lines(report: dict) -> list[str]:
                     continue
                 for variant, v in rep["definitions"][definition]["variants"].items():
                     ev = v["events"].get("[-500,+500]") or next(iter(v["events"].values()))
-                    parts.append(f"{name}/{variant} F1 {_f(ev['f1'])} (rate x{_f(v['cadence']['rate_ratio'], 2)})")
+                    parts.append(f"{name}/{variant} F1 {cell(ev['f1'])} (rate x{cell(v['cadence']['rate_ratio'], 2)})")
             out.append(f"{corpus} ({definition}): " + "; ".join(parts))
     return out
 
@@ -205,7 +205,7 @@ def markdown(report: dict, plots: dict | None = None) -> str:
               "floor party speaking within 1.5 s before; the default target) and `all` mined candidates."), ""]
     for corpus, sec in report["corpora"].items():
         t, d = sec["test"], sec["dev"]
-        counts = ", ".join(f"{k}: {v['count']} ({_f(v['rate_per_minute'], 2)}/min)" for k, v in t["backchannels"].items())
+        counts = ", ".join(f"{k}: {v['count']} ({cell(v['rate_per_minute'], 2)}/min)" for k, v in t["backchannels"].items())
         lines += [f"## {corpus}", "",
                   (f"Test: {t['rows']} listener rows in {t['dialogues']} dialogues, {t['listener_minutes']:.1f} "
                    f"listener-minutes; backchannels {counts}; {t['shift_pauses']} shift and {t['hold_pauses']} hold "
@@ -223,25 +223,25 @@ def markdown(report: dict, plots: dict | None = None) -> str:
         lines += ["### Frame level (argmax; rules: firing condition vs BACKCHANNEL frames)", ""] + frame_table(sec)
         types = {n: r["types"] for n, r in sec["systems"].items() if "types" in r and r["types"].get("n_frames")}
         for name, ty in types.items():
-            lines += [(f"Backchannel type ({name}, on BACKCHANNEL frames): accuracy {_f(ty['accuracy'])}, "
-                       f"macro-F1 {_f(ty['macro_f1'])}; majority type share {_f(ty['majority_share'])}."), ""]
+            lines += [(f"Backchannel type ({name}, on BACKCHANNEL frames): accuracy {cell(ty['accuracy'])}, "
+                       f"macro-F1 {cell(ty['macro_f1'])}; majority type share {cell(ty['majority_share'])}."), ""]
         lines += ["### Turn-taking", ""] + (turn_tables(sec, main) or ["(no system predicts take-turns)", ""])
         lines += [f"### Cadence ({main} definition; model vs human on the same listeners)", "",
                   ("Offsets: onset minus the end of the speaker's last speech (s; negative = in overlap); JS "
                    "distance of their histograms (0.1 s bins, −1..2 s, outside values counted in the outer bins); "
                    "IBI: interval between backchannels."), ""]
         lines += cadence_table(sec, main)
-        lines += ["### Time (s)", ""] + _table(["stage", "seconds"], [[k, _f(v, 1)] for k, v in sec["seconds"].items()])
+        lines += ["### Time (s)", ""] + md_table(["stage", "seconds"], [[k, cell(v, 1)] for k, v in sec["seconds"].items()])
         for png in (plots or {}).get(corpus, []):
             lines += [f"![{png}]({png})", ""]
     ref = report["reference"]
     lines += ["## Published reference points (different data: context, not a like-for-like comparison)", ""]
-    lines += _table(["source", "figure", "value"], [
-        *[["Ruede et al. 2017, Switchboard", f"event F1 {m}", _f(v)] for m, v in ref["ruede2017_switchboard_f1"].items()],
-        ["Ruede et al. 2017, Switchboard", "random with true count, F1", _f(ref["ruede2017_random_true_count_f1"])],
-        *[["VAP 2022, Switchboard", f"{k.replace('_', ' ')} (weighted F1)", _f(v)]
+    lines += md_table(["source", "figure", "value"], [
+        *[["Ruede et al. 2017, Switchboard", f"event F1 {m}", cell(v)] for m, v in ref["ruede2017_switchboard_f1"].items()],
+        ["Ruede et al. 2017, Switchboard", "random with true count, F1", cell(ref["ruede2017_random_true_count_f1"])],
+        *[["VAP 2022, Switchboard", f"{k.replace('_', ' ')} (weighted F1)", cell(v)]
           for k, v in ref["vap2022_switchboard_weighted_f1"].items()],
-        *[["Ruede et al. 2017, raters", f"timing MOS, {k}", _f(v, 2)] for k, v in ref["ruede2017_timing_mos"].items()]])
+        *[["Ruede et al. 2017, raters", f"timing MOS, {k}", cell(v, 2)] for k, v in ref["ruede2017_timing_mos"].items()]])
     lines += [f"Total time {report.get('seconds_total') or float('nan'):.1f} s.", ""]
     return "\n".join(lines)
 
@@ -291,7 +291,7 @@ def plot_pr(curves: dict, points: dict, path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     color = _colors(list(points) + list(curves))
     for name, (prec, rec, ap) in curves.items():
-        ax.plot(rec, prec, label=f"{name} (AP {_f(ap)})", color=color[name])
+        ax.plot(rec, prec, label=f"{name} (AP {cell(ap)})", color=color[name])
     for name, (p, r) in points.items():
         ax.plot([r], [p], "o", label=f"{name} (rule)", color=color[name])
     ax.set_xlabel("recall")
