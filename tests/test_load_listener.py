@@ -175,9 +175,6 @@ def test_evaluation_onsets_equal_streaming_replays_on_real_maptask(work, corpora
     build_dataset(dialogues, tmp_path / "mt", corpus="maptask", progress=False)
     dsd, _ = load_prepared(tmp_path / "mt")
     dev, test = (load_rows(dsd[s], progress=False) for s in ("dev", "test"))
-    test = [{**r, **{k: r[k][:N_FRAMES] for k in ("va_listener", "va_speaker", "text_listener", "text_speaker",
-                                                   "action", "bc_type")}, "n_frames": N_FRAMES,
-             "prosody": r["prosody"][:0], "prosody_mask": r["prosody_mask"][:0]} for r in test]
     settings = EvalSettings(grid=PolicyGrid(smoothing=(1, 3), lead=(0.0, 0.16, 0.32)), seeds=(0,))
     section, extras = evaluate_corpus("maptask", dev, test, predictor=load_predictor(work["head"]),
                                       systems=["head"], settings=settings, progress=False)

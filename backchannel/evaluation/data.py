@@ -73,9 +73,11 @@ def row_id(row) -> str:
     return f"{row.get('corpus', '?')}/{row.get('dialogue', '?')}/{row.get('listener', '?')}"
 
 
-def definitions(rows: Sequence[dict]) -> list[str]:
-    """The backchannel definitions these rows can be scored on (``isolated`` needs ``bc_isolated``)."""
-    return [d for d in DEFINITIONS if d == "all" or all("bc_isolated" in r for r in rows)]
+def definitions(rows: Sequence[dict], first: str | None = None) -> list[str]:
+    """The backchannel definitions these rows can be scored on (``isolated`` needs ``bc_isolated``), ``first``
+    (the one the dataset's frame labels follow) first."""
+    have = [d for d in DEFINITIONS if d == "all" or all("bc_isolated" in r for r in rows)]
+    return sorted(have, key=lambda d: d != first)
 
 
 def gold_mask(row: dict, definition: str) -> np.ndarray:

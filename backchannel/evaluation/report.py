@@ -103,8 +103,8 @@ def frame_table(section: dict) -> list[str]:
         if not fr:
             continue
         if "macro_f1" in fr:
-            rows.append([name, *map(_f, fr["f1"]), cell(fr["macro_f1"]), cell(fr["balanced_accuracy"]),
-                         *map(_f, fr["auprc"])])
+            rows.append([name, *map(cell, fr["f1"]), cell(fr["macro_f1"]), cell(fr["balanced_accuracy"]),
+                         *map(cell, fr["auprc"])])
         else:  # a rule: its firing condition vs BACKCHANNEL frames only
             rows.append([name, "–", cell(fr["f1_backchannel"]), "–", "–", "–", "–", cell(fr["auprc_backchannel"]), "–"])
     return md_table(header, rows)

@@ -86,14 +86,15 @@ def _variant_figures(policy, runs, gold, rows, settings: EvalSettings, with_take
 
 
 def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_rows, test_rows,
-                 settings: EvalSettings, progress: bool = True) -> tuple[dict, dict]:
+                 settings: EvalSettings, progress: bool = True, defs: Sequence[str] | None = None) -> tuple[dict, dict]:
     """Figures of a tunable system: frame level, then per backchannel definition and variant the tuned
     policy, its test events, cadence and take-turn figures; shift/hold; types. ``(report, extras)``."""
     rep = {"status": "ok", "frame": scoring.frame_report([o.probs for o in test], test_rows), "definitions": {}}
     extras = {"onsets": {}, "forms": {}, "bc_probs": [o.probs[:, BACKCHANNEL] for o in test]}
     dev_p, test_p = [o.probs for o in dev], [o.probs for o in test]
     headline_runs = None
-    for definition in definitions(dev_rows + test_rows):
+    defs = list(defs or definitions(dev_rows + test_rows))
+    for definition in defs:
         dev_gold = [gold_onsets(r, definition) for r in dev_rows]
         gold = [gold_onsets(r, definition) for r in test_rows]
         variants = {}
@@ -110,7 +111,7 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
             runs = [policy.run(o.probs, o.types) for o in test]
             fig, onsets = _variant_figures(policy, runs, gold, test_rows, settings, system.take_turn)
             variants[variant] = {"dev": dev_fig} | fig
-            if definition == definitions(test_rows)[0] and variant == _variant(settings):
+            if definition == defs[0] and variant == _variant(settings):
                 extras["onsets"][variant] = onsets
                 extras["forms"][variant] = [[r.said[f][1] for f in r.backchannel_frames] for r in runs]
                 extras["take_turn_onsets"] = [r.take_turn_onsets for r in runs]
@@ -137,7 +138,8 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
     return rep, extras
 
 
-def rule_system(system: System, test_rows, settings: EvalSettings) -> tuple[dict, dict]:
+def rule_system(system: System, test_rows, settings: EvalSettings, defs: Sequence[str] | None = None
+                ) -> tuple[dict, dict]:
     """Figures of a rule with its fixed policy, on the test rows it applies to."""
     keep = [i for i, r in enumerate(test_rows) if system.applies(r)]
     if not keep:
@@ -150,7 +152,7 @@ def rule_system(system: System, test_rows, settings: EvalSettings) -> tuple[dict
     if len(rows) < len(test_rows):
         rep["note"] = f"only the {len(rows)} of {len(test_rows)} test rows with the speaker's audio"
     onsets = [r.backchannel_onsets for r in runs]
-    for definition in definitions(test_rows):
+    for definition in defs or definitions(test_rows):
         fig, _ = _variant_figures(system.policy, runs, [gold_onsets(r, definition) for r in rows], rows, settings,
                                   False)
         rep["definitions"][definition] = {"variants": {"rule": fig}}
@@ -168,12 +170,12 @@ def _spread(keep, values, rows):
     return out
 
 
-def random_system(test_rows, settings: EvalSettings) -> tuple[dict, dict]:
+def random_system(test_rows, settings: EvalSettings, defs: Sequence[str] | None = None) -> tuple[dict, dict]:
     """Per definition, the true count of each row at random times, one run per seed; event figures
     averaged over seeds (``f1_std`` their spread)."""
     rep = {"status": "ok", "seeds": list(settings.seeds), "definitions": {}}
     extras = {}
-    for definition in definitions(test_rows):
+    for definition in defs or definitions(test_rows):
         gold = [gold_onsets(r, definition) for r in test_rows]
         runs = []
         for seed in settings.seeds:
@@ -201,19 +203,23 @@ def _variant(settings: EvalSettings) -> str:
 # ----------------------------------------------------------------------------------------------
 def evaluate_corpus(corpus: str, dev_rows: list[dict], test_rows: list[dict], *, train_rows=None,
                     predictor=None, systems: Sequence[str] = SYSTEMS, settings: EvalSettings | None = None,
-                    progress: bool = True, checkpoint: str | None = None) -> tuple[dict, dict]:
+                    progress: bool = True, checkpoint: str | None = None,
+                    definition: str | None = None) -> tuple[dict, dict]:
     """Every requested system on one corpus: ``(report section, extras)``.
 
     ``train_rows``: for systems that train (``logistic``: "n/a: no train rows" without them);
     ``predictor``: for ``head`` ("n/a: no checkpoint" without it). Policies are tuned on ``dev_rows``
-    only; ``test_rows`` are scored. ``extras[system]`` holds test onsets and plot data.
+    only; ``test_rows`` are scored. ``extras[system]`` holds test onsets and plot data. ``definition``: the
+    backchannel definition the rows' frame labels follow (scored first: the headline; default ``isolated``).
     """
     settings = settings or EvalSettings()
     built = make_systems(systems, predictor, settings, checkpoint)
     if not test_rows or not dev_rows:
         raise ValueError(f"{corpus}: needs dev and test rows, got {len(dev_rows)} dev and {len(test_rows)} test")
     section = {"dev": split_summary(dev_rows), "test": split_summary(test_rows),
-               "definitions": definitions(dev_rows + test_rows), "systems": {}, "seconds": {}}
+               "definitions": definitions(dev_rows + test_rows, definition or "isolated"), "systems": {},
+               "seconds": {}}
+    defs = section["definitions"]
     extras = {}
 
     def say(msg):
@@ -224,18 +230,18 @@ def evaluate_corpus(corpus: str, dev_rows: list[dict], test_rows: list[dict], *,
         t0 = time.perf_counter()
         say(f"{name} ...")
         if name == "random":
-            rep, ext = random_system(test_rows, settings)
+            rep, ext = random_system(test_rows, settings, defs)
         elif name == "head" and system is None:
             rep, ext = {"status": "n/a: no checkpoint"}, {}
         elif not system.tunable:
-            rep, ext = rule_system(system, test_rows, settings)
+            rep, ext = rule_system(system, test_rows, settings, defs)
         elif system.needs_train and not train_rows:
             rep, ext = {"status": "n/a: no train rows"}, {}
         else:
             system.fit(train_rows or [], progress)
             dev = system.predict(dev_rows, progress)
             test = system.predict(test_rows, progress)
-            rep, ext = tuned_system(system, dev, test, dev_rows, test_rows, settings, progress)
+            rep, ext = tuned_system(system, dev, test, dev_rows, test_rows, settings, progress, defs)
             rep["system"] = system.describe()
         section["systems"][name] = rep
         section["seconds"][name] = time.perf_counter() - t0
@@ -358,7 +364,8 @@ def evaluate(dataset_dirs, checkpoint=None, out_dir: str | Path = "runs/eval", *
             train_rows = load_rows(dsd["train"], f"{corpus}: train rows", progress, keep)
         load_s = time.perf_counter() - t0
         section, extras = evaluate_corpus(corpus, dev_rows, test_rows, train_rows=train_rows, predictor=predictor,
-                                          systems=systems, settings=settings, progress=progress, checkpoint=source)
+                                          systems=systems, settings=settings, progress=progress, checkpoint=source,
+                                          definition=(manifest.get("label_settings") or {}).get("bc_definition"))
         section["dataset"] = {"path": str(path), "fingerprint": manifest.get("fingerprint"),
                               "label_settings": manifest.get("label_settings")}
         section["seconds"]["load"] = load_s
