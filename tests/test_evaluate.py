@@ -321,7 +321,7 @@ def test_demo_report_has_every_system_and_file(demo_report):
     sec = report["corpora"]["demo"]
     status = {k: v["status"] for k, v in sec["systems"].items()}
     assert status == {"random": "ok", "pause_gate": "ok", "ward_tsukahara": "n/a: no audio", "logistic": "ok",
-                      "head": "ok"}
+                      "gbt": "ok", "head": "ok"}
     d = sec["definitions"][0]
     assert sec["headline"] == "head" and sec["onsets_file"]["variant"] == "rate_matched"
     assert variants(sec, "head", d)["f1"]["events"]["[-500,+500]"]["f1"] == 1.0
@@ -331,14 +331,24 @@ def test_demo_report_has_every_system_and_file(demo_report):
     assert 0 <= sec["systems"]["logistic"]["shift_hold"]["balanced_accuracy"] <= 1
     for name in ("report.json", "report.md", "demo-test-onsets.jsonl", "demo-q7ec1-f.TextGrid",
                  "demo-onset-offsets.png", "demo-pr-backchannel.png", "demo-timeline.png",
-                 "onsets/demo-random.jsonl", "onsets/demo-pause_gate.jsonl", "onsets/demo-logistic.jsonl"):
+                 "demo-types.png", "onsets/demo-random.jsonl", "onsets/demo-pause_gate.jsonl",
+                 "onsets/demo-logistic.jsonl", "onsets/demo-gbt.jsonl"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
         assert name in report["files"]
     assert json.loads((out / "report.json").read_text())["corpora"]["demo"]["test"]["rows"] == 4
     md = (out / "report.md").read_text()
     for heading in ("### Backchannel events", "### Frame level", "### Turn-taking", "### Cadence",
-                    "### Ratio of F1 to the pause gate's", "different data"):
+                    "### Ratio of F1 to the pause gate's", "### Backchannel type", "### User onset classification",
+                    "different data"):
         assert heading in md
+    types = sec["types"]["systems"]
+    assert set(types) == {"type_majority", "type_prior", "type_last_word", "head"}
+    assert sec["types"]["best_baseline"] in types
+    cm = np.asarray(types["type_majority"]["confusion"])  # one type predicted everywhere
+    assert np.count_nonzero(cm.sum(axis=0)) == 1 and cm.sum() == types["type_majority"]["n_frames"] > 0
+    assert "| type_last_word |" in md and "| lexicon | all |" in md
+    lexicon = sec["user_onsets"]["lexicon"]["all"]
+    assert set(lexicon) == {"80ms", "160ms", "240ms", "400ms"} and "head" not in sec["user_onsets"]
     assert "| system | variant | P [-500,+500] | R [-500,+500] | F1 [-200,+200]" in md
     assert "| ward_tsukahara | n/a: no audio |" in md
     assert report["reference"]["ruede2017_switchboard_f1"]["[-500,+500]"] == 0.339

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
 
 from backchannel import metrics
 from backchannel.corpora.events import BACKCHANNEL, TAKE_TURN
@@ -64,16 +64,20 @@ def rule_frame_report(probs: Sequence[np.ndarray], rows) -> dict:
 
 
 def type_report(types: Sequence[np.ndarray], rows) -> dict:
-    """Backchannel type (argmax of ``types``) on the frames labelled BACKCHANNEL with a known type."""
+    """Backchannel type (argmax of ``types``) on the frames labelled BACKCHANNEL with a known type: accuracy,
+    macro-F1 over the ``BC_TYPES``, the majority type's share, and the confusion matrix (``confusion[i][j]``:
+    frames of true type i predicted as j)."""
     y = np.concatenate([r["bc_type"] for r in rows]).astype(int)
     p = np.concatenate([np.asarray(t).argmax(axis=1) for t in types])
     keep = y >= 0
     if not keep.any():
         return {"n_frames": 0}
     y, p = y[keep], p[keep]
+    labels = list(range(len(BC_TYPES)))
     return {"accuracy": float(np.mean(y == p)),
-            "macro_f1": float(f1_score(y, p, labels=list(range(len(BC_TYPES))), average="macro", zero_division=0)),
-            "majority_share": float(np.bincount(y).max() / len(y)), "n_frames": int(len(y))}
+            "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
+            "majority_share": float(np.bincount(y).max() / len(y)), "n_frames": int(len(y)),
+            "confusion": confusion_matrix(y, p, labels=labels).tolist()}
 
 
 def shift_hold_predictions(runs: Sequence[Run], rows, pad: float = 0.05, dur: float = 0.10):
