@@ -15,6 +15,10 @@ from pathlib import Path
 from backchannel import __version__
 
 
+class UsageError(Exception):
+    """A bad command-line value; ``main`` prints it as one ``error:`` line and exits 2."""
+
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -33,12 +37,26 @@ def _resolve_corpora(names: list[str], root: str | None) -> list[str]:
     return ["demo"]
 
 
+def _label_settings(args):
+    """The ``LabelSettings`` of the label options given on the command line (the rest: defaults)."""
+    from backchannel.corpora.events import LabelSettings
+
+    given = {name: getattr(args, name, None) for name in _LABEL_OPTIONS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.no_tags:
+        given["use_tags"] = False
+    try:
+        return LabelSettings.of(given)
+    except (TypeError, ValueError) as err:
+        raise UsageError(str(err)) from None
+
+
 def cmd_prepare(args) -> int:
     from backchannel.corpora.dataset import build_dataset
     from backchannel.corpora.recipes import corpus_dir, load_corpus
 
     names = _resolve_corpora(args.corpora, args.root)
-    settings = {"horizon": args.horizon, "use_tags": not args.no_tags}
+    settings = _label_settings(args)
     rc = 0
     for name in names:
         out = Path(args.out) / name
@@ -85,18 +103,22 @@ def _print_summary(name: str, out: Path, manifest: dict) -> None:
     """Per split: dialogues, rows, mined backchannels, and the gold-tag vs lexicon-rule candidates side by side."""
     print(f"\n{name}: dataset written to {out}")
     counts = manifest.get("backchannels", {})
-    print(f"{'split':<6} {'dialogues':>9} {'rows':>5} {'mined':>6} | {'by tag':>6} {'by lexicon':>10} {'both':>5} "
-          f"{'tag only':>8} {'lex only':>8} | {'shifts':>6} {'interrupt':>9}")
+    print(f"{'split':<6} {'dialogues':>9} {'rows':>5} {'mined':>6} {'isolated':>8} {'turn-init':>9} {'other':>6} | "
+          f"{'by tag':>6} {'by lexicon':>10} {'both':>5} {'tag only':>8} {'lex only':>8} | {'shifts':>6} "
+          f"{'interrupt':>9}")
     for split in ("train", "dev", "test"):
         c, sp = counts.get(split, {}), manifest["splits"].get(split, {})
-        cand = c.get("candidates", {})
-        print(f"{split:<6} {sp.get('dialogues', 0):>9} {sp.get('rows', 0):>5} {c.get('events', 0):>6} | "
+        cand, kinds = c.get("candidates", {}), c.get("kinds", {})
+        print(f"{split:<6} {sp.get('dialogues', 0):>9} {sp.get('rows', 0):>5} {c.get('events', 0):>6} "
+              f"{kinds.get('isolated', 0):>8} {kinds.get('turn_initial', 0):>9} {kinds.get('other', 0):>6} | "
               f"{cand.get('tag', 0):>6} {cand.get('lexicon', 0):>10} {cand.get('both', 0):>5} "
               f"{cand.get('tag_only', 0):>8} {cand.get('lexicon_only', 0):>8} | {sp.get('shifts', 0):>6} "
               f"{sp.get('interruptions', 0):>9}")
-    print("  mined = events used for labels (source: corpus tag where the corpus has tags, else the lexicon rule);\n"
-          "  by tag / by lexicon = short (<= 3 words, <= 1 s), non-floor-claiming listener utterances that the "
-          "corpus tag / the lexicon rule accept.")
+    ls = manifest.get("label_settings", {})
+    print("  mined = backchannel candidates (source: corpus tag where the corpus has tags, else the lexicon rule),\n"
+          "  of which isolated / turn-initial / other (Ruede et al. 2017 isolation); by tag / by lexicon = short\n"
+          "  (<= 3 words, <= 1 s), non-floor-claiming listener utterances that the corpus tag / the lexicon rule "
+          f"accept.\n  Labels: bc_definition={ls.get('bc_definition')}, non_isolated={ls.get('non_isolated')}.")
 
 
 def cmd_stats(args) -> int:
@@ -107,10 +129,12 @@ def cmd_stats(args) -> int:
     from backchannel.corpora.stats import compare_to_human_reference, corpus_stats, write_stats_report
 
     name = _resolve_corpora([args.corpus] if args.corpus else [], args.root)[0]
+    settings = _label_settings(args)
     dialogues = list(tqdm(load_corpus(name, args.root), desc=f"reading {name}", unit="dlg"))
-    events = [mine_dialogue(d, use_tags=not args.no_tags) for d in tqdm(dialogues, desc="mining", unit="dlg")]
+    events = [mine_dialogue(d, settings) for d in tqdm(dialogues, desc="mining", unit="dlg")]
     stats = corpus_stats(dialogues, events)
     stats["corpus"] = name
+    stats["label_settings"] = settings.to_dict()
     out = Path(args.out or f"docs/stats/{name}")
     write_stats_report(stats, out)
     print(f"{name}: statistics written to {out}/stats.json (+ PNG plots)")
@@ -140,6 +164,33 @@ def cmd_download(args) -> int:
     return 0
 
 
+_LABEL_OPTIONS = ("horizon", "isolation_before", "isolation_after", "floor_within", "bc_definition",
+                  "non_isolated")
+
+
+def _add_label_options(parser, *, labels: bool) -> None:
+    """Mining options (both commands) and, with ``labels``, the frame-label options (``prepare``)."""
+    from backchannel.corpora.events import BC_DEFINITIONS, NON_ISOLATED, LabelSettings
+
+    d = LabelSettings()
+    parser.add_argument("--no-tags", action="store_true", help="ignore dialogue-act tags; use the lexicon rule only")
+    parser.add_argument("--isolation-before", type=float, metavar="S",
+                        help=f"isolated backchannel: listener silent this long before (default {d.isolation_before})")
+    parser.add_argument("--isolation-after", type=float, metavar="S",
+                        help=f"isolated backchannel: listener silent this long after (default {d.isolation_after})")
+    parser.add_argument("--floor-within", type=float, metavar="S",
+                        help=f"isolated backchannel: floor party spoke within this before (default {d.floor_within})")
+    if not labels:
+        return
+    parser.add_argument("--horizon", type=float, metavar="S", help=f"label horizon in seconds (default {d.horizon})")
+    parser.add_argument("--bc-definition", choices=BC_DEFINITIONS,
+                        help=f"which backchannel candidates label BACKCHANNEL frames (default {d.bc_definition})")
+    parser.add_argument("--non-isolated", choices=NON_ISOLATED,
+                        help="under --bc-definition isolated: turn_or_mask = turn-initial ones label TAKE_TURN, "
+                             "the rest are masked (-1); silent = they label nothing "
+                             f"(default {d.non_isolated})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="backchannel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: maptask mrda if a corpus path is known, else demo)")
     prep.add_argument("--root", help="folder with the corpus (or with maptask/ and mrda/); default $BACKCHANNEL_CORPORA")
     prep.add_argument("--out", default="data", help="output folder; one sub-folder per corpus (default: data)")
-    prep.add_argument("--horizon", type=float, default=0.5, help="label horizon in seconds (default 0.5)")
-    prep.add_argument("--no-tags", action="store_true", help="ignore dialogue-act tags; use the lexicon rule only")
+    _add_label_options(prep, labels=True)
     prep.add_argument("--audio", help="folder of <id>.wav (stereo) or <id>.<speaker>.wav files to attach")
     prep.add_argument("--split-file", help="JSON {dialogue id: train|dev|test} for your own corpora")
     prep.add_argument("--skip-bad", action="store_true", help="skip bad dialogues, list them at the end")
@@ -166,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("corpus", nargs="?", help="maptask, mrda, demo, ... (default: demo without a corpus path)")
     st.add_argument("--root")
     st.add_argument("--out", help="report folder (default docs/stats/CORPUS)")
-    st.add_argument("--no-tags", action="store_true")
+    _add_label_options(st, labels=False)
     st.set_defaults(func=cmd_stats)
 
     ins = csub.add_parser("inspect", help="summarise a prepared dataset; plot one listener's timeline")
@@ -206,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CorpusError as err:
+    except (CorpusError, UsageError) as err:
         _say(f"error: {err}")
         return 2
     except FileExistsError as err:

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from tqdm import tqdm
 from backchannel.frames import FRAME_S, PROSODY_DIM
 
 from .dialogue import Dialogue
+from .events import BC_KINDS, LabelSettings
 from .framing import frame_dialogue
 from .mining import mine_dialogue
 
@@ -55,7 +55,8 @@ FEATURES = Features({
     "text_listener": List(_STR), "text_speaker": List(_STR),
     "action": List(Value("int8")), "bc_type": List(Value("int8")),
     "bc_onsets": List(_F64), "bc_offsets": List(_F64), "bc_forms": List(_STR), "bc_types": List(_STR),
-    "bc_sources": List(_STR), "bc_in_overlap": List(Value("bool")),
+    "bc_sources": List(_STR), "bc_in_overlap": List(Value("bool")), "bc_kinds": List(_STR),
+    "bc_isolated": List(Value("bool")),
     "shift_onsets": List(_F64), "interruption_onsets": List(_F64),
     "hold_pauses": List(List(_F64, length=2)), "shift_pauses": List(List(_F64, length=2)),
 })
@@ -63,32 +64,6 @@ FEATURES = Features({
 # Source files whose code decides the prepared data; their hash goes in the manifest.
 _CODE = ("backchannel/frames.py", "backchannel/lexicon.py", "corpora/dialogue.py", "corpora/events.py",
          "corpora/mining.py", "corpora/framing.py", "corpora/dataset.py")
-
-
-@dataclass(frozen=True)
-class LabelSettings:
-    """Mining and labelling options (seconds, words); see ``mining`` and ``framing`` for the rules."""
-
-    horizon: float = 0.5
-    pause: float = 0.2
-    max_words: int = 3
-    max_duration: float = 1.0
-    continue_gap: float = 0.5
-    use_tags: bool = True
-
-    @classmethod
-    def of(cls, settings: LabelSettings | dict | None) -> LabelSettings:
-        if settings is None or isinstance(settings, cls):
-            return settings or cls()
-        unknown = set(settings) - {f.name for f in fields(cls)}
-        if unknown:
-            known = [f.name for f in fields(cls)]
-            raise ValueError(f"unknown label settings {sorted(unknown)}; known: {known}")
-        return cls(**settings)
-
-    def mining_options(self) -> dict:
-        return {"use_tags": self.use_tags, "max_words": self.max_words, "max_duration": self.max_duration,
-                "continue_gap": self.continue_gap, "pause": self.pause}
 
 
 def _digest(h, row: dict) -> None:
@@ -131,9 +106,10 @@ def _empty_stats() -> dict:
 
 
 def _empty_bc_counts() -> dict:
-    """Mined backchannels (``events``, by ``tag``/``lexicon`` source) and, side by side, the short
-    non-floor-claiming utterances each rule accepts (``candidates``, see ``count_backchannel_sources``)."""
-    return {"events": 0, "tag": 0, "lexicon": 0,
+    """Mined backchannel candidates (``events``, by ``tag``/``lexicon`` source, by ``kinds``: isolated,
+    turn-initial, other) and, side by side, the short non-floor-claiming utterances each rule accepts
+    (``candidates``, see ``count_backchannel_sources``)."""
+    return {"events": 0, "tag": 0, "lexicon": 0, "kinds": dict.fromkeys(BC_KINDS, 0),
             "candidates": {"tag": 0, "lexicon": 0, "both": 0, "tag_only": 0, "lexicon_only": 0}}
 
 
@@ -144,6 +120,8 @@ def _add_stats(stats: dict, bc: dict, row: dict, counts: dict) -> None:
     bc["events"] += len(row["bc_onsets"])
     bc["tag"] += row["bc_sources"].count("tag")
     bc["lexicon"] += row["bc_sources"].count("lexicon")
+    for k in BC_KINDS:
+        bc["kinds"][k] += row["bc_kinds"].count(k)
     for k, v in counts.items():
         bc["candidates"][k] += v
     stats["shifts"] += len(row["shift_onsets"])
@@ -274,9 +252,9 @@ def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progre
             if d.source:
                 sources.append(d.source)
             d.validate()
-            events = mine_dialogue(d, **settings.mining_options())
+            events = mine_dialogue(d, settings)
             stats[d.split]["dialogues"] += 1
-            for listener, row in zip(d.speakers, frame_dialogue(d, events, horizon=settings.horizon)):
+            for listener, row in zip(d.speakers, frame_dialogue(d, events, settings)):
                 row.update(corpus=d.corpus, split=d.split)
                 if not row["prosody_mask"].any():  # no audio: store 0 x 8, read back with row_prosody()
                     row["prosody"] = np.zeros((0, PROSODY_DIM), np.float32)
@@ -299,7 +277,7 @@ def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progre
         "splits": stats,
         "backchannels": bc_counts,
         "rows": sum(s["rows"] for s in stats.values()),
-        "label_settings": asdict(settings),
+        "label_settings": settings.to_dict(),
         "code": code_version(),
         "fingerprint": fingerprint,
         "split_fingerprints": digests,

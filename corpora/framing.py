@@ -3,12 +3,14 @@
 ``frame_listener`` turns one listener of a ``Dialogue`` and its mined events into arrays of
 ``dialogue.n_frames`` frames: voice activity of listener and floor party (fraction voiced), prosody
 (masked where there is no audio), the text stream (a word is visible from its end time), the
-action label per frame and the backchannel type, plus the event lists evaluation needs.
-NaN never leaves this module: a NaN or infinite feature raises ``ValueError``.
+action label per frame and the backchannel type, plus the event lists evaluation needs. Which
+events label which frames is ``action_onsets`` (the backchannel definition) and ``label_frames``
+(the horizon). NaN never leaves this module: a NaN or infinite feature raises ``ValueError``.
 """
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 
@@ -16,18 +18,41 @@ from backchannel.frames import PROSODY_DIM, PROSODY_STREAMS, interval_activity, 
 from backchannel.lexicon import BC_TYPE_INDEX
 
 from .dialogue import ChannelAudio, Dialogue
-from .events import BACKCHANNEL, SILENT, TAKE_TURN
+from .events import BACKCHANNEL, IGNORE, SILENT, TAKE_TURN, BackchannelEvent, LabelSettings, TurnEvent
 from .mining import DialogueEvents, ListenerEvents, merge_spans, speech_spans
 
 
-def label_frames(onsets_by_action: dict[int, list[float]], n: int, horizon: float = 0.5):
+def action_onsets(backchannels: list[BackchannelEvent], turns: list[TurnEvent],
+                  settings: LabelSettings | None = None) -> tuple[dict[int, list[float]], list[int]]:
+    """The label rule: onsets (s) per frame action, for ``label_frames``, and for each BACKCHANNEL onset
+    its index in ``backchannels``.
+
+    ``bc_definition="all"``: every candidate is a BACKCHANNEL onset, every take-turn a TAKE_TURN onset.
+    ``"isolated"``: only isolated candidates are BACKCHANNEL onsets; with ``non_isolated="turn_or_mask"``
+    a turn-initial candidate's onset is a TAKE_TURN onset too (the take-turn starts with the
+    acknowledgement; the turn's own onset stays one) and an ``"other"`` candidate's onset is an
+    ``IGNORE`` onset (its frames leave the action loss); with ``"silent"`` they label nothing.
+    """
+    cfg = LabelSettings.of(settings)
+    take_turn = sorted(t.onset for t in turns)
+    if cfg.bc_definition == "all":
+        return {BACKCHANNEL: [b.onset for b in backchannels], TAKE_TURN: take_turn}, list(range(len(backchannels)))
+    labelled = [i for i, b in enumerate(backchannels) if b.kind == "isolated"]
+    onsets = {BACKCHANNEL: [backchannels[i].onset for i in labelled], TAKE_TURN: take_turn}
+    if cfg.non_isolated == "turn_or_mask":
+        onsets[TAKE_TURN] = sorted(take_turn + [b.onset for b in backchannels if b.kind == "turn_initial"])
+        onsets[IGNORE] = [b.onset for b in backchannels if b.kind == "other"]
+    return onsets, labelled
+
+
+def label_frames(onsets_by_action: dict[int, list[float]], n: int, horizon: float = LabelSettings.horizon):
     """Action per frame from onsets (seconds): ``(action int8 [n], event int32 [n])``.
 
     The decision for frame ``t`` is made at its end, ``0.08 (t + 1)`` s, so frame ``t`` carries an
     action when one of its onsets lies in ``[0.08 (t + 1), 0.08 (t + 1) + horizon)``. When several
     onsets fall in one frame's horizon the earliest wins (equal onsets: the higher action, i.e.
-    ``TAKE_TURN`` over ``BACKCHANNEL``). ``event[t]`` is the winning onset's index in its action's
-    list (-1 where ``SILENT``).
+    ``TAKE_TURN`` over ``BACKCHANNEL`` over ``IGNORE``). ``event[t]`` is the winning onset's index in
+    its action's list (-1 where ``SILENT``). An ``IGNORE`` (-1) key labels its frames -1.
     """
     action = np.full(n, SILENT, dtype=np.int8)
     event = np.full(n, -1, dtype=np.int32)
@@ -99,27 +124,50 @@ def _audio_frames(audio: ChannelAudio, n: int, where: str):
     return vad, pros, mask
 
 
-def frame_dialogue(dialogue: Dialogue, events: DialogueEvents, *, horizon: float = 0.5):
+_FRAMING_ONLY = ("horizon", "bc_definition", "non_isolated")  # settings mining does not use
+
+
+def _settings(events, settings) -> LabelSettings:
+    """The labelling settings: ``settings``, else those the events were mined with, else the defaults.
+
+    Given settings that differ from the events' in a mining field are an error (the labels would not
+    describe the events)."""
+    mined = getattr(events, "settings", None)
+    if settings is None:
+        return mined or LabelSettings()
+    cfg = LabelSettings.of(settings)
+    if mined is not None and replace(mined, **{k: getattr(cfg, k) for k in _FRAMING_ONLY}) != cfg:
+        raise ValueError(f"{events.dialogue}: events were mined with other label settings ({mined}) "
+                         f"than the ones given for framing ({cfg})")
+    return cfg
+
+
+def frame_dialogue(dialogue: Dialogue, events: DialogueEvents, settings: LabelSettings | dict | None = None):
     """``frame_listener`` for every speaker as listener, in speaker order (shares per-speaker work)."""
+    cfg = _settings(events, settings)
     shared = _Shared(dialogue)
     for listener in dialogue.speakers:
-        yield _frame(dialogue, listener, events, horizon, shared)
+        yield _frame(dialogue, listener, events, cfg, shared)
 
 
-def frame_listener(dialogue: Dialogue, listener: str, events: DialogueEvents | ListenerEvents, *,
-                   horizon: float = 0.5) -> dict:
+def frame_listener(dialogue: Dialogue, listener: str, events: DialogueEvents | ListenerEvents,
+                   settings: LabelSettings | dict | None = None) -> dict:
     """All per-frame streams, labels and event lists of ``listener`` vs the floor party.
 
-    Arrays have ``n = dialogue.n_frames`` rows; ``horizon`` in seconds. Voice activity comes from
+    ``settings``: the ``LabelSettings`` (default: those of ``events`` when a ``DialogueEvents``, which
+    must match when both are given). Arrays have ``n = dialogue.n_frames`` rows. Voice activity comes from
     ``ChannelAudio.vad`` where a channel has audio, else from word timings (``va_source``:
     ``"words"``, ``"audio"``, or ``"listener=audio,speaker=words"`` style when they differ).
     ``prosody`` [n, 8] float32 columns: the listener's f0_st, low_pitch, intensity_db, voiced, then
     the floor party's; ``prosody_mask`` [n, 8] is False where a value is absent (no audio, or F0 of
     an unvoiced frame), and the value there is 0.0. The floor party of a multi-party dialogue has no
-    audio (``Dialogue.floor``). ``action`` int8 [n] (``events.ACTIONS``) and ``bc_type`` int8 [n]
-    (``lexicon.BC_TYPE_INDEX``, -1 where the action is not a backchannel) follow ``label_frames``.
+    audio (``Dialogue.floor``). ``action`` int8 [n] (``events.ACTIONS``, or ``IGNORE`` = -1: no target)
+    follows ``action_onsets`` and ``label_frames``; ``bc_type`` int8 [n] is the labelled backchannel's
+    ``lexicon.BC_TYPE_INDEX`` on BACKCHANNEL frames (-1 elsewhere, and for an echo). The event lists
+    ``bc_*`` hold every backchannel candidate, with ``bc_kinds`` / ``bc_isolated`` saying which ones
+    are isolated, so both definitions can be scored from one row.
     """
-    return _frame(dialogue, listener, events, horizon, _Shared(dialogue))
+    return _frame(dialogue, listener, events, _settings(events, settings), _Shared(dialogue))
 
 
 class _Shared:
@@ -139,7 +187,7 @@ class _Shared:
         return spans, words
 
 
-def _frame(dialogue: Dialogue, listener: str, events, horizon: float, shared: _Shared) -> dict:
+def _frame(dialogue: Dialogue, listener: str, events, cfg: LabelSettings, shared: _Shared) -> dict:
     ev = events[listener] if isinstance(events, DialogueEvents) else events
     if ev.listener != listener:
         raise ValueError(f"{dialogue.id}: events are for listener {ev.listener!r}, not {listener!r}")
@@ -171,11 +219,11 @@ def _frame(dialogue: Dialogue, listener: str, events, horizon: float, shared: _S
     bcs = ev.backchannels
     shifts = [t.onset for t in ev.turns if t.kind == "shift"]
     interruptions = [t.onset for t in ev.turns if t.kind == "interruption"]
-    turn_onsets = sorted(t.onset for t in ev.turns)
-    action, which = label_frames({BACKCHANNEL: [b.onset for b in bcs], TAKE_TURN: turn_onsets}, n, horizon)
+    onsets, labelled = action_onsets(bcs, ev.turns, cfg)
+    action, which = label_frames(onsets, n, cfg.horizon)
     bc_type = np.full(n, -1, dtype=np.int8)
     is_bc = action == BACKCHANNEL
-    type_idx = np.array([BC_TYPE_INDEX[b.bc_type] for b in bcs], dtype=np.int8)
+    type_idx = np.array([BC_TYPE_INDEX.get(bcs[i].bc_type, -1) for i in labelled], dtype=np.int8)
     bc_type[is_bc] = type_idx[which[is_bc]]
 
     out = {
@@ -198,6 +246,8 @@ def _frame(dialogue: Dialogue, listener: str, events, horizon: float, shared: _S
         "bc_types": [b.bc_type for b in bcs],
         "bc_sources": [b.source for b in bcs],
         "bc_in_overlap": np.array([b.in_overlap for b in bcs], dtype=bool),
+        "bc_kinds": [b.kind for b in bcs],
+        "bc_isolated": np.array([b.isolated for b in bcs], dtype=bool),
         "shift_onsets": np.array(shifts, dtype=np.float64),
         "interruption_onsets": np.array(interruptions, dtype=np.float64),
         "hold_pauses": np.array([[p.start, p.end] for p in ev.pauses if p.kind == "hold"],

@@ -5,13 +5,15 @@ style). Times are seconds. Speech is the words' spans (an utterance's span where
 ``floor`` is the other speaker, or, in multi-party dialogues, the union of all other speakers
 (``Dialogue.floor``). Comparisons of times allow ``EPS`` (1 microsecond) of float error.
 
-Exact rules (defaults in brackets):
+Every threshold is a field of one ``LabelSettings`` (``corpora.events``); each function takes that
+object (None: the defaults). Exact rules (defaults in brackets):
 
-* **IPU** (inter-pausal unit): a speaker's speech spans joined across pauses shorter than ``gap``
-  [0.2 s]; a pause of ``gap`` or more separates two IPUs.
+* **IPU** (inter-pausal unit): a speaker's speech spans joined across pauses shorter than ``pause``
+  [0.2 s]; a pause of ``pause`` or more separates two IPUs.
 * **Backchannel** candidate: one listener ``Utterance`` whose words (after
   ``lexicon.normalize_form``) are at most ``max_words`` [3] and whose spoken span (first word start
-  to last word end) lasts at most ``max_duration`` [1.0 s], and which does not claim the floor.
+  to last word end) lasts at most ``max_duration`` [1.0 s], which is not hesitation fillers alone
+  (``lexicon.is_filler_only``: "uh", "um", "er"), and which does not claim the floor.
   It *claims the floor* when the listener's next utterance starts less than ``continue_gap``
   [0.5 s] after its offset and the floor party neither is speaking at its offset nor starts
   speaking between its onset and that next utterance.
@@ -20,7 +22,19 @@ Exact rules (defaults in brackets):
   no tag (``gold_backchannel`` None) or ``use_tags`` is False, with ``source="lexicon"`` when
   ``lexicon.is_lexical_backchannel`` accepts its words.
   ``in_overlap``: the floor party is voiced at the onset (word level, no pause bridging).
-* **Take-turn**: the listener's speech without its backchannels is cut into IPUs (``pause``).
+  Its ``bc_type`` is ``lexicon.backchannel_type`` of its words (``ECHO`` when no lexicon word).
+* **Isolated** backchannel (Ruede et al. 2017), ``backchannel_kinds``: a candidate for which all three
+  hold: (1) the listener has no speech in the ``isolation_before`` [1.0 s] before its onset (the
+  listener's previous speech ends at least that long before; no earlier speech counts as silence);
+  (2) none in the ``isolation_after`` [1.0 s] after its offset (the end of the dialogue counts as
+  silence); (3) the floor party (all its speech, backchannels included) is speaking at the onset or
+  stopped at most ``floor_within`` [1.5 s] before it (``since_speaker_end <= floor_within``). The
+  listener's speech is all of its speech spans outside the candidate's own ``[onset, offset]``.
+  A candidate that is not isolated is **turn-initial** when the listener's next take-turn (below)
+  starting at or after the candidate's onset starts less than ``isolation_after`` after its offset
+  (the listener goes on into a turn: "okay, so ..."); otherwise it is **other** (e.g. a second
+  backchannel follows, the listener was speaking just before, or the floor party was silent).
+* **Take-turn**: the listener's speech without its backchannel candidates is cut into IPUs (``pause``).
   An IPU starting at ``s`` takes the turn when the floor party's non-backchannel speech has a span
   that starts before ``s`` and ends after the end of the listener's previous non-backchannel IPU
   (the floor party spoke last; otherwise the IPU continues the listener's own turn, e.g. across
@@ -38,14 +52,15 @@ Exact rules (defaults in brackets):
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from backchannel.lexicon import backchannel_type, is_lexical_backchannel, normalize_form
+from backchannel.lexicon import backchannel_type, is_filler_only, is_lexical_backchannel, normalize_form
 
 from .dialogue import Channel, Dialogue, Utterance
-from .events import BackchannelEvent, Pause, TurnEvent
+from .events import BackchannelEvent, LabelSettings, Pause, TurnEvent
 
 EPS = 1e-6  # seconds
 
@@ -75,17 +90,10 @@ def merge_spans(spans: np.ndarray, gap: float = 0.0) -> np.ndarray:
     return np.stack([spans[first, 0], ends[last]], axis=1)
 
 
-def ipus(channel: Channel, gap: float = 0.2) -> list[tuple[float, float]]:
-    """Inter-pausal units ``(start, end)`` (seconds): speech joined across pauses < ``gap`` s."""
-    return [(float(s), float(e)) for s, e in merge_spans(speech_spans(channel), gap)]
-
-
-def floor_spans(dialogue: Dialogue, listener: str) -> np.ndarray:
-    """Raw voiced spans of everyone but ``listener`` (the floor party), sorted by start."""
-    if listener not in dialogue.channels:
-        raise KeyError(f"{dialogue.id}: no speaker {listener!r} (have {dialogue.speakers})")
-    others = [speech_spans(c) for s, c in dialogue.channels.items() if s != listener]
-    return _sorted(np.concatenate(others)) if others else _EMPTY
+def ipus(channel: Channel, settings: LabelSettings | dict | None = None) -> list[tuple[float, float]]:
+    """Inter-pausal units ``(start, end)`` (seconds): speech joined across pauses < ``settings.pause``."""
+    cfg = LabelSettings.of(settings)
+    return [(float(s), float(e)) for s, e in merge_spans(speech_spans(channel), cfg.pause)]
 
 
 def _sorted(spans: np.ndarray) -> np.ndarray:
@@ -124,40 +132,42 @@ def _span(u: Utterance) -> tuple[float, float]:
     return u.start, u.end
 
 
-def _candidates(listener: Channel, floor_merged: np.ndarray, *, max_words: int, max_duration: float,
-                continue_gap: float):
+# A backchannel before its kind is known (that needs the listener's take-turns); fields as BackchannelEvent.
+_Candidate = namedtuple("_Candidate", "onset offset form bc_type source lexical")
+
+
+def _candidates(listener: Channel, floor_merged: np.ndarray, cfg: LabelSettings):
     """Yield ``(utt, onset, offset, tag, lexical)`` for short listener utterances not claiming the floor."""
     utts = sorted((u for u in listener.utterances if u.words or u.end > u.start), key=_span)
     spans = [_span(u) for u in utts]
     f_starts = floor_merged[:, 0]
     for i, (u, (onset, offset)) in enumerate(zip(utts, spans)):
-        if offset - onset > max_duration + EPS or len(u.words) > 4 * max_words:
+        if offset - onset > cfg.max_duration + EPS or len(u.words) > 4 * cfg.max_words:
             continue
         words = [w.text for w in u.words]
         n_words = len(normalize_form(words).split())
-        if u.words and n_words > max_words:
+        if u.words and (n_words > cfg.max_words or is_filler_only(words)):
             continue
         nxt = spans[i + 1][0] if i + 1 < len(spans) else math.inf
-        if nxt - offset < continue_gap - EPS:  # the listener goes on: backchannel only if the floor does too
+        if nxt - offset < cfg.continue_gap - EPS:  # the listener goes on: backchannel only if the floor does too
             ongoing, _ = _speaking_at(floor_merged, offset)
             j = int(np.searchsorted(f_starts, onset - EPS, side="left"))
             if not ongoing and not (j < len(f_starts) and f_starts[j] < nxt - EPS):
                 continue
-        lexical = bool(u.words) and is_lexical_backchannel(words, max_words)
+        lexical = bool(u.words) and is_lexical_backchannel(words, cfg.max_words)
         yield u, onset, offset, u.gold_backchannel is True, lexical
 
 
-def _mine_backchannels(listener: Channel, floor_merged: np.ndarray, *, use_tags: bool = True,
-                       max_words: int = 3, max_duration: float = 1.0, continue_gap: float = 0.5):
-    events, counts = [], {"tag": 0, "lexicon": 0, "both": 0, "tag_only": 0, "lexicon_only": 0}
-    for u, onset, offset, tag, lexical in _candidates(listener, floor_merged, max_words=max_words,
-                                                     max_duration=max_duration, continue_gap=continue_gap):
+def _mine_candidates(listener: Channel, floor_merged: np.ndarray, cfg: LabelSettings):
+    """``(candidates, source counts)`` of the listener against the floor party's merged speech."""
+    cands, counts = [], {"tag": 0, "lexicon": 0, "both": 0, "tag_only": 0, "lexicon_only": 0}
+    for u, onset, offset, tag, lexical in _candidates(listener, floor_merged, cfg):
         counts["tag"] += tag
         counts["lexicon"] += lexical
         counts["both"] += tag and lexical
         counts["tag_only"] += tag and not lexical
         counts["lexicon_only"] += lexical and not tag
-        if use_tags and u.gold_backchannel is not None:
+        if cfg.use_tags and u.gold_backchannel is not None:
             if not tag:
                 continue
             source = "tag"
@@ -166,34 +176,77 @@ def _mine_backchannels(listener: Channel, floor_merged: np.ndarray, *, use_tags:
         else:
             continue
         words = [w.text for w in u.words]
-        in_overlap, last_end = _speaking_at(floor_merged, onset)
-        since = 0.0 if in_overlap else max(onset - last_end, 0.0) if not math.isnan(last_end) else math.nan
-        events.append(BackchannelEvent(
-            listener=listener.speaker, onset=float(onset), offset=float(offset), form=normalize_form(words),
-            bc_type=backchannel_type(words), source=source, lexical=lexical, in_overlap=in_overlap,
-            since_speaker_end=float(since)))
-    return events, counts
+        cands.append(_Candidate(float(onset), float(offset), normalize_form(words), backchannel_type(words),
+                                source, lexical))
+    return cands, counts
 
 
-def mine_backchannels(listener: Channel, floor: Channel, *, use_tags: bool = True, max_words: int = 3,
-                      max_duration: float = 1.0, continue_gap: float = 0.5) -> list[BackchannelEvent]:
+def backchannel_kinds(onsets, offsets, since_speaker_end, listener_speech: np.ndarray, next_turn_onsets,
+                      settings: LabelSettings | dict | None = None) -> list[str]:
+    """``"isolated"``, ``"turn_initial"`` or ``"other"`` for each candidate ``[onset, offset]`` (seconds).
+
+    ``since_speaker_end``: as ``BackchannelEvent`` (0 in overlap, NaN when the floor party has not
+    spoken); ``listener_speech``: the listener's merged speech spans ``[k, 2]`` (``merge_spans``),
+    the candidates' own included; ``next_turn_onsets``: the listener's first take-turn onset at or
+    after each onset (``inf`` when none). Rule: module docstring.
+    """
+    cfg = LabelSettings.of(settings)
+    on, off = np.asarray(onsets, dtype=np.float64), np.asarray(offsets, dtype=np.float64)
+    since, next_turn = np.asarray(since_speaker_end, dtype=np.float64), np.asarray(next_turn_onsets, np.float64)
+    starts = np.append(listener_speech[:, 0], math.inf)
+    ends = np.append(-math.inf, listener_speech[:, 1])
+    prev_end = ends[np.searchsorted(listener_speech[:, 0], on - EPS, side="left")]  # last span starting before
+    next_start = starts[np.searchsorted(listener_speech[:, 1], off + EPS, side="right")]  # first ending after
+    isolated = ((on - prev_end >= cfg.isolation_before - EPS) & (next_start - off >= cfg.isolation_after - EPS)
+                & (since <= cfg.floor_within + EPS))  # NaN: the floor party has not spoken, False
+    turn_initial = ~isolated & (next_turn - off < cfg.isolation_after - EPS)
+    return np.where(isolated, "isolated", np.where(turn_initial, "turn_initial", "other")).tolist()
+
+
+def _backchannel_events(listener: str, cands: list[_Candidate], l_merged: np.ndarray, f_merged: np.ndarray,
+                        turns: list[TurnEvent], cfg: LabelSettings) -> list[BackchannelEvent]:
+    """Candidates as events: overlap, time since the floor party's speech, and kind (``backchannel_kinds``)."""
+    if not cands:
+        return []
+    on = np.array([c.onset for c in cands])
+    k = np.searchsorted(f_merged[:, 0], on, side="right") - 1  # last floor span started by the onset
+    last_end = np.where(k >= 0, np.append(f_merged[:, 1], math.nan)[k], math.nan)
+    in_overlap = last_end > on + EPS
+    since = np.where(in_overlap, 0.0, np.maximum(on - last_end, 0.0))  # NaN where the floor has not spoken
+    turn_on = np.append(np.sort(np.array([t.onset for t in turns], dtype=np.float64)), math.inf)
+    next_turn = turn_on[np.searchsorted(turn_on, on - EPS, side="left")]
+    kinds = backchannel_kinds(on, [c.offset for c in cands], since, l_merged, next_turn, cfg)
+    return [BackchannelEvent(listener=listener, onset=c.onset, offset=c.offset, form=c.form, bc_type=c.bc_type,
+                             source=c.source, lexical=c.lexical, in_overlap=bool(o), since_speaker_end=float(x),
+                             kind=kind)
+            for c, o, x, kind in zip(cands, in_overlap, since, kinds)]
+
+
+def mine_backchannels(listener: Channel, floor: Channel,
+                      settings: LabelSettings | dict | None = None) -> list[BackchannelEvent]:
     """The listener's backchannels against ``floor`` (rules in the module docstring), in onset order.
 
-    ``max_words`` words, ``max_duration`` and ``continue_gap`` in seconds.
+    Their ``kind`` needs the listener's take-turns: those are mined too, with the floor party's
+    backchannels mined with the roles swapped (exact for two parties; ``mine_dialogue`` mines them
+    per speaker).
     """
-    return _mine_backchannels(listener, merge_spans(speech_spans(floor)), use_tags=use_tags,
-                              max_words=max_words, max_duration=max_duration, continue_gap=continue_gap)[0]
+    cfg = LabelSettings.of(settings)
+    l_all, f_all = speech_spans(listener), speech_spans(floor)
+    l_merged, f_merged = merge_spans(l_all), merge_spans(f_all)
+    cands = _mine_candidates(listener, f_merged, cfg)[0]
+    floor_cands = _mine_candidates(floor, l_merged, cfg)[0]
+    turns = _mine_turns(listener.speaker, _without(l_all, cands), _without(f_all, floor_cands), cfg.pause)
+    return _backchannel_events(listener.speaker, cands, l_merged, f_merged, turns, cfg)
 
 
-def count_backchannel_sources(listener: Channel, floor: Channel, *, max_words: int = 3,
-                              max_duration: float = 1.0, continue_gap: float = 0.5) -> dict[str, int]:
+def count_backchannel_sources(listener: Channel, floor: Channel,
+                              settings: LabelSettings | dict | None = None) -> dict[str, int]:
     """Short, non-floor-claiming listener utterances by verdict, for gold-tag vs lexicon side by side.
 
     Keys: ``tag`` (corpus-tagged backchannel), ``lexicon`` (lexicon rule), ``both``, ``tag_only``,
     ``lexicon_only``.
     """
-    return _mine_backchannels(listener, merge_spans(speech_spans(floor)), max_words=max_words,
-                              max_duration=max_duration, continue_gap=continue_gap)[1]
+    return _mine_candidates(listener, merge_spans(speech_spans(floor)), LabelSettings.of(settings))[1]
 
 
 # --------------------------------------------------------------------------- turns and pauses
@@ -245,28 +298,34 @@ def _mine_pauses(l_all: np.ndarray, f_all: np.ndarray, f_speech: np.ndarray, tur
             for x, y, s, h in zip(a.tolist(), b.tolist(), shift.tolist(), hold.tolist()) if s or h]
 
 
-def _floor_backchannel_default(listener: Channel, floor: Channel, floor_backchannels):
-    return mine_backchannels(floor, listener) if floor_backchannels is None else floor_backchannels
+def _floor_backchannel_default(listener: Channel, floor: Channel, floor_backchannels, cfg: LabelSettings):
+    if floor_backchannels is not None:
+        return floor_backchannels
+    return _mine_candidates(floor, merge_spans(speech_spans(listener)), cfg)[0]
 
 
-def mine_turns(listener: Channel, floor: Channel, backchannels: list[BackchannelEvent], *, pause: float = 0.2,
+def mine_turns(listener: Channel, floor: Channel, backchannels: list[BackchannelEvent],
+               settings: LabelSettings | dict | None = None, *,
                floor_backchannels: list[BackchannelEvent] | None = None) -> list[TurnEvent]:
     """The listener's take-turns (``shift``/``interruption``, rules in the module docstring).
 
     ``backchannels``: the listener's; ``floor_backchannels``: the floor party's (default: mined with
-    the roles swapped, exact for two parties; ``mine_dialogue`` mines them per speaker). ``pause`` s.
+    the roles swapped, exact for two parties; ``mine_dialogue`` mines them per speaker).
     """
-    fb = _floor_backchannel_default(listener, floor, floor_backchannels)
+    cfg = LabelSettings.of(settings)
+    fb = _floor_backchannel_default(listener, floor, floor_backchannels, cfg)
     return _mine_turns(listener.speaker, _without(speech_spans(listener), backchannels),
-                       _without(speech_spans(floor), fb), pause)
+                       _without(speech_spans(floor), fb), cfg.pause)
 
 
-def mine_pauses(listener: Channel, floor: Channel, turns: list[TurnEvent], *, pause: float = 0.2,
+def mine_pauses(listener: Channel, floor: Channel, turns: list[TurnEvent],
+                settings: LabelSettings | dict | None = None, *,
                 floor_backchannels: list[BackchannelEvent] | None = None) -> list[Pause]:
     """Mutual silences of >= ``pause`` s after the floor party's speech, labelled hold/shift (module doc)."""
-    fb = _floor_backchannel_default(listener, floor, floor_backchannels)
+    cfg = LabelSettings.of(settings)
+    fb = _floor_backchannel_default(listener, floor, floor_backchannels, cfg)
     f_all = speech_spans(floor)
-    return _mine_pauses(speech_spans(listener), f_all, _without(f_all, fb), turns, pause)
+    return _mine_pauses(speech_spans(listener), f_all, _without(f_all, fb), turns, cfg.pause)
 
 
 # --------------------------------------------------------------------------- per dialogue
@@ -284,21 +343,19 @@ class ListenerEvents:
 
 @dataclass
 class DialogueEvents:
-    """Per-listener events of one dialogue, keyed by listener id, and the options used to mine them."""
+    """Per-listener events of one dialogue, keyed by listener id, and the settings used to mine them."""
 
     dialogue: str
     listeners: dict[str, ListenerEvents]
-    options: dict = field(default_factory=dict)
+    settings: LabelSettings = field(default_factory=LabelSettings)
 
     def __getitem__(self, listener: str) -> ListenerEvents:
         return self.listeners[listener]
 
 
-def mine_dialogue(dialogue: Dialogue, *, use_tags: bool = True, max_words: int = 3, max_duration: float = 1.0,
-                  continue_gap: float = 0.5, pause: float = 0.2) -> DialogueEvents:
+def mine_dialogue(dialogue: Dialogue, settings: LabelSettings | dict | None = None) -> DialogueEvents:
     """Mine every speaker as listener against the floor party (all the others); times in seconds."""
-    opts = {"use_tags": use_tags, "max_words": max_words, "max_duration": max_duration,
-            "continue_gap": continue_gap}
+    cfg = LabelSettings.of(settings)
     speakers = dialogue.speakers
     spans = {s: speech_spans(c) for s, c in dialogue.channels.items()}
     for s, x in spans.items():
@@ -309,22 +366,25 @@ def mine_dialogue(dialogue: Dialogue, *, use_tags: bool = True, max_words: int =
         rest = [table[o] for o in speakers if o != s]
         return _sorted(np.concatenate(rest)) if rest else _EMPTY
 
-    bcs, counts = {}, {}
+    cands, counts, f_merged = {}, {}, {}
     for s in speakers:
-        bcs[s], counts[s] = _mine_backchannels(dialogue.channels[s], merge_spans(others(spans, s)), **opts)
-    substantive = {s: _without(spans[s], bcs[s]) for s in speakers}
+        f_merged[s] = merge_spans(others(spans, s))
+        cands[s], counts[s] = _mine_candidates(dialogue.channels[s], f_merged[s], cfg)
+    substantive = {s: _without(spans[s], cands[s]) for s in speakers}
     out = {}
     for s in speakers:
         f_all, f_speech = others(spans, s), others(substantive, s)
-        turns = _mine_turns(s, substantive[s], f_speech, pause)
-        pauses = _mine_pauses(spans[s], f_all, f_speech, turns, pause)
+        turns = _mine_turns(s, substantive[s], f_speech, cfg.pause)
+        pauses = _mine_pauses(spans[s], f_all, f_speech, turns, cfg.pause)
+        bcs = _backchannel_events(s, cands[s], merge_spans(spans[s]), f_merged[s], turns, cfg)
         floor_id = "+".join(o for o in speakers if o != s)
-        out[s] = ListenerEvents(s, floor_id, bcs[s], turns, pauses, counts[s])
-    return DialogueEvents(dialogue.id, out, dict(opts, pause=pause))
+        out[s] = ListenerEvents(s, floor_id, bcs, turns, pauses, counts[s])
+    return DialogueEvents(dialogue.id, out, cfg)
 
 
-def turn_transition_gaps(dialogue: Dialogue, events: DialogueEvents | None = None, **opts) -> list[float]:
+def turn_transition_gaps(dialogue: Dialogue, events: DialogueEvents | None = None,
+                         settings: LabelSettings | dict | None = None) -> list[float]:
     """Floor-transfer offsets (seconds; > 0 gaps, < 0 overlaps) of all speakers, in onset order."""
-    events = events if events is not None else mine_dialogue(dialogue, **opts)
+    events = events if events is not None else mine_dialogue(dialogue, settings)
     turns = sorted((t for ev in events.listeners.values() for t in ev.turns), key=lambda t: t.onset)
     return [t.gap for t in turns if t.kind == "shift" or t.onset - t.gap < t.offset - EPS]

@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
-from backchannel.lexicon import BC_TYPES
+from backchannel.lexicon import BC_TYPES, ECHO
 
 from .dialogue import Dialogue
+from .events import BC_KINDS, LabelSettings
 
 LISTENER_MINUTE = ("each speaker counts as a listener for the whole dialogue: a dialogue of D seconds "
                    "with S speakers gives S*D/60 listener-minutes")
@@ -41,12 +42,14 @@ HUMAN_REFERENCE = {
 }
 
 
-def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, **mine_opts) -> dict:
+def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None,
+                 settings: LabelSettings | dict | None = None) -> dict:
     """Statistics of ``dialogues`` and their mined ``events`` (one ``DialogueEvents`` per dialogue, same
-    order). Without ``events`` each dialogue is mined with ``mine_dialogue(d, **mine_opts)``.
+    order). Without ``events`` each dialogue is mined with ``mine_dialogue(d, settings)``.
 
     ``events`` only needs ``.dialogue`` (the id) and ``.listeners``: listener id -> an object with
-    ``backchannels`` (``BackchannelEvent``) and ``turns`` (``TurnEvent``) lists.
+    ``backchannels`` (``BackchannelEvent``) and ``turns`` (``TurnEvent``) lists. "backchannels" are
+    all mined candidates; ``isolated`` holds the same figures for the isolated ones (``kinds``).
     """
     from .mining import mine_dialogue, turn_transition_gaps
 
@@ -58,7 +61,7 @@ def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, 
     n_dialogues = duration = minutes = 0.0
     criteria: Counter = Counter()  # candidate verdicts: corpus tag vs lexicon rule, side by side
     for d in dialogues:
-        ev = mine_dialogue(d, **mine_opts) if events is None else next(events, None)
+        ev = mine_dialogue(d, settings) if events is None else next(events, None)
         if ev is None:
             raise ValueError(f"no events for dialogue {d.id} (events run out before dialogues)")
         if getattr(ev, "dialogue", d.id) != d.id:
@@ -84,17 +87,17 @@ def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, 
             kinds = Counter(t.kind for t in listener_turns)
             turns.update(kinds)
             split.update({"listener_minutes": m, "backchannels": len(listener_bcs),
+                          "isolated": sum(b.kind == "isolated" for b in listener_bcs),
                           "shifts": kinds["shift"], "interruptions": kinds["interruption"]})
     if events is not None and next(events, None) is not None:
         raise ValueError("more events than dialogues")
 
     n = len(bcs)
-    forms = Counter(b.form for b in bcs)
-    types = Counter(b.bc_type for b in bcs)
     sources = Counter(b.source for b in bcs)
+    bc_kinds = Counter(b.kind for b in bcs)
+    isolated = [b for b in bcs if b.kind == "isolated"]
     since = np.array([b.since_speaker_end for b in bcs], dtype=float)
     in_pause = np.array([b.since_speaker_end for b in bcs if not b.in_overlap], dtype=float)
-    top = forms.most_common()
     stats = {
         "n_dialogues": int(n_dialogues),
         "hours": duration / 3600.0,
@@ -114,13 +117,12 @@ def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, 
         "sources": {s: {"count": sources[s], "share": _div(sources[s], n)} for s in ("tag", "lexicon")},
         # short, non-floor-claiming listener utterances accepted by each criterion (mining.count_backchannel_sources)
         "criteria": {k: int(criteria[k]) for k in ("tag", "lexicon", "both", "tag_only", "lexicon_only")},
-        "forms": {
-            "distinct": len(forms),
-            "top": [{"form": f, "count": c, "share": _div(c, n)} for f, c in top[:TOP_FORMS]],
-            "top5_share": _div(sum(c for _, c in top[:5]), n),
-            "reference_forms_share": _div(sum(forms[f] for f in HUMAN_REFERENCE["common_forms"]), n),
-        },
-        "types": {t: {"count": types[t], "share": _div(types[t], n)} for t in BC_TYPES},
+        **_forms_and_types(bcs),
+        "kinds": {k: {"count": bc_kinds[k], "share": _div(bc_kinds[k], n)} for k in BC_KINDS},
+        "isolated": {"backchannels": len(isolated), "share_of_candidates": _div(len(isolated), n),
+                     "per_listener_minute": _div(len(isolated), minutes),
+                     "overlap_share": _div(sum(b.in_overlap for b in isolated), len(isolated)),
+                     **_forms_and_types(isolated)},
         "overlap_share": _div(sum(b.in_overlap for b in bcs), n),
         "onset_since_speaker_end": {
             **_histogram(since[~np.isnan(since)], ONSET_EDGES_S),
@@ -137,10 +139,30 @@ def corpus_stats(dialogues: Iterable[Dialogue], events: Iterable | None = None, 
         "splits": {s: {"dialogues": c["dialogues"], "listener_minutes": c["listener_minutes"],
                        "backchannels": c["backchannels"], "per_listener_minute": _div(c["backchannels"],
                                                                                      c["listener_minutes"]),
+                       "isolated": c["isolated"], "isolated_share": _div(c["isolated"], c["backchannels"]),
                        "shifts": c["shifts"], "interruptions": c["interruptions"]}
                    for s, c in sorted(splits.items())},
     }
     return stats
+
+
+def _forms_and_types(bcs: list) -> dict:
+    """``forms`` (distinct, top ``TOP_FORMS``, top-5 and reference-forms shares), ``types`` (count and
+    share of each of ``BC_TYPES``) and ``echo`` (tagged repeats with no type) of backchannels ``bcs``."""
+    n = len(bcs)
+    forms = Counter(b.form for b in bcs)
+    types = Counter(b.bc_type for b in bcs)
+    top = forms.most_common()
+    return {
+        "forms": {
+            "distinct": len(forms),
+            "top": [{"form": f, "count": c, "share": _div(c, n)} for f, c in top[:TOP_FORMS]],
+            "top5_share": _div(sum(c for _, c in top[:5]), n),
+            "reference_forms_share": _div(sum(forms[f] for f in HUMAN_REFERENCE["common_forms"]), n),
+        },
+        "types": {t: {"count": types[t], "share": _div(types[t], n)} for t in BC_TYPES},
+        "echo": {"count": types[ECHO], "share": _div(types[ECHO], n)},
+    }
 
 
 def _div(a: float, b: float) -> float | None:
@@ -206,6 +228,12 @@ def compare_to_human_reference(stats: dict) -> list[str]:
         lines.append(f"turn-transition gap mode: {lo * 1000:.0f}..{hi * 1000:.0f} ms, median "
                      f"{_ms(gaps['median_s'])} over {gaps['n']} transitions (reference: mode ~"
                      f"{ref['gap_mode_s'] * 1000:.0f} ms, Stivers et al. 2009)")
+    iso = stats.get("isolated") or {}
+    if n and iso.get("share_of_candidates") is not None:
+        top3 = ", ".join(f["form"] for f in iso["forms"]["top"][:3])
+        lines.append(f"isolated backchannels (Ruede et al. 2017): {iso['backchannels']} of {n} candidates "
+                     f"({iso['share_of_candidates']:.0%}), {iso['per_listener_minute']:.2f} per listener-minute; "
+                     f"top forms {top3}")
     crit = stats.get("criteria") or {}
     if crit.get("tag") or crit.get("lexicon"):
         lines.append(f"candidates accepted by the corpus tag: {crit['tag']}, by the lexicon rule: {crit['lexicon']} "

@@ -24,6 +24,8 @@ def test_prepare_maptask_real_official_split(tmp_path, corpora_root, capsys):
     assert "by tag" in out and "by lexicon" in out  # gold-tag and lexicon counts side by side
     bc = manifest["backchannels"]["test"]
     assert bc["events"] == bc["tag"] > 0 and bc["candidates"]["lexicon"] > 0
+    assert sum(bc["kinds"].values()) == bc["events"] and 0 < bc["kinds"]["isolated"] < bc["events"]
+    assert "isolated" in out and "turn-init" in out and manifest["label_settings"]["bc_definition"] == "isolated"
 
 
 def test_prepare_without_corpus_uses_demo_and_says_so(tmp_path, monkeypatch, capsys):
@@ -38,6 +40,22 @@ def test_prepare_without_corpus_uses_demo_and_says_so(tmp_path, monkeypatch, cap
     assert main(["corpus", "prepare", "--out", str(tmp_path / "data")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["corpus", "prepare", "--out", str(tmp_path / "data"), "--overwrite"]) == 0
+
+
+def test_prepare_label_options_reach_the_manifest(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("BACKCHANNEL_CORPORA", raising=False)
+    monkeypatch.setattr("backchannel.corpora.recipes.DEMO_DIR", tmp_path / "demo-src")
+    assert main(["corpus", "prepare", "demo", "--out", str(tmp_path / "data"), "--bc-definition", "all",
+                 "--non-isolated", "silent", "--isolation-before", "0.5", "--floor-within", "2", "--horizon",
+                 "0.4", "--no-tags"]) == 0
+    ls = json.loads((tmp_path / "data" / "demo" / "manifest.json").read_text())["label_settings"]
+    assert (ls["bc_definition"], ls["non_isolated"], ls["isolation_before"], ls["isolation_after"],
+            ls["floor_within"], ls["horizon"], ls["use_tags"]) == ("all", "silent", 0.5, 1.0, 2.0, 0.4, False)
+    assert "bc_definition=all" in capsys.readouterr().out
+    assert main(["corpus", "prepare", "demo", "--out", str(tmp_path / "x"), "--floor-within", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "error: label setting floor_within must be a finite number of seconds >= 0, got -1.0"
+    assert not (tmp_path / "x").exists()
 
 
 def _bad_maptask(tmp_path: Path, fixtures: Path) -> Path:
@@ -68,6 +86,8 @@ def test_stats_and_inspect_on_demo(tmp_path, monkeypatch, capsys):
     assert main(["corpus", "stats", "demo", "--out", str(tmp_path / "stats")]) == 0
     stats = json.loads((tmp_path / "stats" / "stats.json").read_text())
     assert stats["backchannels"] > 0 and (tmp_path / "stats" / "stats.png").stat().st_size > 10_000
+    assert 0 < stats["isolated"]["backchannels"] <= stats["backchannels"]
+    assert stats["label_settings"]["floor_within"] == 1.5
     assert main(["corpus", "prepare", "demo", "--out", str(tmp_path / "data")]) == 0
     capsys.readouterr()
     png = tmp_path / "t.png"

@@ -41,16 +41,24 @@ def test_rows_schema_and_manifest(tmp_path):
     train = manifest["splits"]["train"]
     assert (train["dialogues"], train["rows"], train["frames"]) == (2, 4, 2 * 163 + 2 * 200)
     # hand2: B's 2 lexicon BCs; tags: B's 3 tag BCs; tag/lexicon candidates side by side (see test_mining)
+    # kinds: hand2's two and "okay" isolated, "mhm" turn-initial, "go on" other (see test_mining)
     assert manifest["backchannels"]["train"] == {
-        "events": 5, "tag": 3, "lexicon": 2,
+        "events": 5, "tag": 3, "lexicon": 2, "kinds": {"isolated": 3, "turn_initial": 1, "other": 1},
         "candidates": {"tag": 3, "lexicon": 5, "both": 2, "tag_only": 1, "lexicon_only": 3}}
+    tags = dd["train"].with_format("numpy")[3]  # tags, listener B: the event lists keep every candidate
+    assert tags["bc_kinds"].tolist() == ["isolated", "other", "turn_initial"]
+    assert tags["bc_isolated"].tolist() == [True, False, False] and tags["bc_types"][1] == "echo"
+    assert (tags["action"] == -1).sum() == 6  # the "other" candidate's frames are masked
     assert manifest["backchannels"]["dev"]["events"] == 0 and manifest["backchannels"]["test"]["events"] == 2
     # hand2: B shift+interruption, A shift; tags: B interrupts at 4.0 and 8.5 (A speaks 0-10), shifts at 11.0;
     # pauses: hand2 2 holds + 2 shifts; tags: B's 10-11 shift, A hears B pause 11.3-11.5 and 13-14 (holds)
     assert [train[k] for k in ("shifts", "interruptions", "hold_pauses", "shift_pauses")] == [3, 3, 4, 3]
     assert manifest["splits"]["dev"]["rows"] == 0 and manifest["splits"]["test"]["rows"] == 3
     assert manifest["label_settings"] == {"horizon": 0.5, "pause": 0.2, "max_words": 3, "max_duration": 1.0,
-                                          "continue_gap": 0.5, "use_tags": True}
+                                          "continue_gap": 0.5, "use_tags": True, "isolation_before": 1.0,
+                                          "isolation_after": 1.0, "floor_within": 1.5,
+                                          "bc_definition": "isolated", "non_isolated": "turn_or_mask"}
+    assert LabelSettings.of(manifest["label_settings"]) == LabelSettings()  # round trip
     assert manifest["skipped"] == [{"path": "bad.xml", "error": "bad.xml:3: no words"}, "odd"]
     assert manifest["code"]["version"] and len(manifest["code"]["source_sha256"]) == 64
     assert manifest["source_root"] is None  # hand-built dialogues have no source file
@@ -69,6 +77,12 @@ def test_deterministic(tmp_path):
     c = build(tmp_path / "c", label_settings=LabelSettings(horizon=0.3))
     mc = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert mc["fingerprint"] != ma["fingerprint"] and not c["train"].data.table.equals(a["train"].data.table)
+    # bc_definition "all": the same events, labels as before isolation (no masked frame)
+    e = build(tmp_path / "e", label_settings={"bc_definition": "all"})
+    me = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    assert me["label_settings"]["bc_definition"] == "all" and me["fingerprint"] != ma["fingerprint"]
+    assert e["train"]["bc_onsets"] == a["train"]["bc_onsets"] and e["train"]["bc_kinds"] == a["train"]["bc_kinds"]
+    assert min(min(x) for x in e["train"]["action"]) == 0 and min(min(x) for x in a["train"]["action"]) == -1
 
 
 def test_atomic_on_failure_and_overwrite(tmp_path):

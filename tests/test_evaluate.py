@@ -305,7 +305,10 @@ def demo_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo")
     make_demo_corpus(root)
-    build_dataset(load_corpus("demo", root), root / "ds", corpus="demo", progress=False)
+    # labels of every candidate: the scorer's gold here is bc_onsets, all candidates (the isolated
+    # definition's gold is the bc_isolated subset)
+    build_dataset(load_corpus("demo", root), root / "ds", corpus="demo", progress=False,
+                  label_settings={"bc_definition": "all"})
     return root / "ds"
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from backchannel.corpora.dialogue import Channel, ChannelAudio, Dialogue, Word
-from backchannel.corpora.events import BACKCHANNEL, SILENT, TAKE_TURN
-from backchannel.corpora.framing import frame_listener, label_frames, text_stream
+from backchannel.corpora.events import BACKCHANNEL, IGNORE, SILENT, TAKE_TURN, LabelSettings
+from backchannel.corpora.framing import action_onsets, frame_listener, label_frames, text_stream
 from backchannel.corpora.mining import mine_dialogue
 from backchannel.lexicon import BC_TYPE_INDEX
-from test_mining import three_party, two_party, utt  # hand-built dialogues
+from test_mining import isolation_case, tagged, three_party, two_party, utt  # hand-built dialogues
 
 
 def frames_of(action, a):
@@ -39,6 +39,126 @@ def test_label_edges_earliest_wins_and_ties():
     assert frames_of(action, BACKCHANNEL) == [0, 1, 2] and (event[:3] == 0).all()
     # a shorter horizon: 1.0 - 0.2 = 0.8 -> first frame 10; clipped at n
     assert frames_of(label_frames({BACKCHANNEL: [1.0]}, 11, 0.2)[0], BACKCHANNEL) == [10]
+
+
+def test_ignore_onsets_label_minus_one_and_lose_ties():
+    # an IGNORE onset at 1.0 masks frames 6..11; a BACKCHANNEL onset at 1.2 keeps 12..14
+    action, event = label_frames({IGNORE: [1.0], BACKCHANNEL: [1.2]}, 20, 0.5)
+    assert frames_of(action, IGNORE) == list(range(6, 12)) and frames_of(action, BACKCHANNEL) == [12, 13, 14]
+    assert (event[6:15] == 0).all() and (event[:6] == -1).all()
+    # at equal onsets any action wins over IGNORE
+    action, _ = label_frames({IGNORE: [1.0], BACKCHANNEL: [1.0]}, 20, 0.5)
+    assert frames_of(action, BACKCHANNEL) == list(range(6, 12)) and not (action == IGNORE).any()
+
+
+def test_action_onsets_rule():
+    from backchannel.corpora.events import BackchannelEvent, TurnEvent
+
+    def b(onset, kind):
+        return BackchannelEvent("B", onset, onset + 0.3, "mhm", "continuer", "lexicon", True, False, 0.2, kind)
+
+    bcs = [b(1.0, "isolated"), b(2.0, "turn_initial"), b(3.0, "other"), b(4.0, "isolated")]
+    turns = [TurnEvent("B", 5.0, "shift", 0.3), TurnEvent("B", 2.6, "shift", 0.3)]
+    assert action_onsets(bcs, turns, LabelSettings(bc_definition="all")) == \
+        ({BACKCHANNEL: [1.0, 2.0, 3.0, 4.0], TAKE_TURN: [2.6, 5.0]}, [0, 1, 2, 3])
+    assert action_onsets(bcs, turns) == \
+        ({BACKCHANNEL: [1.0, 4.0], TAKE_TURN: [2.0, 2.6, 5.0], IGNORE: [3.0]}, [0, 3])
+    assert action_onsets(bcs, turns, {"non_isolated": "silent"}) == ({BACKCHANNEL: [1.0, 4.0], TAKE_TURN: [2.6, 5.0]},
+                                                                     [0, 3])
+
+
+# The isolation cases of test_mining: B's "mhm" at 10.0 labels frames tf(9.5)=118 .. tf(10.0)-1=124.
+MHM_FRAMES = list(range(118, 125))
+
+
+def test_isolated_candidate_labels_backchannel_frames():
+    d = isolation_case(before=1.0)
+    r = frame_listener(d, "B", mine_dialogue(d))
+    assert r["bc_kinds"] == ["isolated"] and r["bc_isolated"].tolist() == [True]
+    assert frames_of(r["action"], BACKCHANNEL) == MHM_FRAMES
+    assert (r["bc_type"][MHM_FRAMES] == BC_TYPE_INDEX["continuer"]).all()
+    assert (r["bc_type"][r["action"] != BACKCHANNEL] == -1).all()
+
+
+def test_turn_initial_candidate_labels_take_turn_frames():
+    # B's "mhm" 10.0-10.3, then B's shift at 11.29 (0.99 s later): the take-turn starts with the "mhm".
+    # The shift's own onset labels tf(10.79)=134 .. tf(11.29)-1=140 as before.
+    d = isolation_case(after=0.99)
+    ev = mine_dialogue(d)
+    r = frame_listener(d, "B", ev)
+    assert r["bc_kinds"] == ["turn_initial"] and r["bc_onsets"].tolist() == [10.0]  # kept as an event
+    assert r["shift_onsets"].tolist() == [pytest.approx(11.29)]  # the mined take-turn is unchanged
+    assert frames_of(r["action"], TAKE_TURN) == MHM_FRAMES + list(range(134, 141))
+    assert not (r["action"] == BACKCHANNEL).any() and (r["bc_type"] == -1).all()
+    # the alternatives: every candidate a backchannel (today's labels), or non-isolated ones SILENT
+    r_all = frame_listener(d, "B", ev, LabelSettings(bc_definition="all"))
+    assert frames_of(r_all["action"], BACKCHANNEL) == MHM_FRAMES
+    assert frames_of(r_all["action"], TAKE_TURN) == list(range(134, 141))
+    r_silent = frame_listener(d, "B", ev, {"non_isolated": "silent"})
+    assert (r_silent["action"][MHM_FRAMES] == SILENT).all()
+    assert frames_of(r_silent["action"], TAKE_TURN) == list(range(134, 141))
+
+
+def test_other_candidate_is_masked():
+    d = isolation_case(before=0.99)  # B spoke until 9.01: not isolated, and no take-turn follows
+    ev = mine_dialogue(d)
+    r = frame_listener(d, "B", ev)
+    assert r["bc_kinds"] == ["other"] and r["bc_isolated"].tolist() == [False]
+    assert frames_of(r["action"], IGNORE) == MHM_FRAMES and (r["bc_type"][MHM_FRAMES] == -1).all()
+    assert not (r["action"] == BACKCHANNEL).any()
+    assert (frame_listener(d, "B", ev, {"non_isolated": "silent"})["action"][MHM_FRAMES] == SILENT).all()
+    assert frames_of(frame_listener(d, "B", ev, {"bc_definition": "all"})["action"], BACKCHANNEL) == MHM_FRAMES
+
+
+def test_echo_frames_have_no_type():
+    # tagged(): B's "go on" (7.0, a tag with no lexicon word) is an echo; with bc_definition="all" its
+    # frames tf(6.5)=81 .. tf(7.0)-1=86 are BACKCHANNEL with bc_type -1, "okay" (1.0) keeps its type
+    d = tagged()
+    r = frame_listener(d, "B", mine_dialogue(d), {"bc_definition": "all"})
+    assert r["bc_types"] == ["acknowledgement", "echo", "continuer"]
+    assert frames_of(r["action"], BACKCHANNEL)[:6] == list(range(6, 12))
+    assert (r["action"][81:87] == BACKCHANNEL).all() and (r["bc_type"][81:87] == -1).all()
+    assert (r["bc_type"][6:12] == BC_TYPE_INDEX["acknowledgement"]).all()
+
+
+def test_framing_settings_must_match_the_mined_events():
+    d = two_party()
+    ev = mine_dialogue(d, {"isolation_before": 0.5})
+    assert frame_listener(d, "B", ev, ev.settings)["n_frames"] == 163
+    frame_listener(d, "B", ev, LabelSettings(isolation_before=0.5, horizon=0.3))  # framing-only fields may differ
+    with pytest.raises(ValueError, match="mined with other label settings"):
+        frame_listener(d, "B", ev, LabelSettings())
+
+
+@pytest.mark.corpora
+def test_definitions_on_a_real_maptask_dialogue(corpora_root):
+    """With ``all`` every candidate labels BACKCHANNEL frames as ``label_frames`` does (today's rule);
+    ``isolated`` changes frames only in the horizon before non-isolated onsets."""
+    from backchannel.corpora.maptask import load_maptask
+
+    d = next(iter(load_maptask(corpora_root / "maptask", splits={"test"})))
+    ev = mine_dialogue(d)
+    seen = set()
+    for listener in d.speakers:
+        le = ev[listener]
+        r_all = frame_listener(d, listener, ev, {"bc_definition": "all"})
+        expect, _ = label_frames({BACKCHANNEL: [b.onset for b in le.backchannels],
+                                  TAKE_TURN: sorted(t.onset for t in le.turns)}, d.n_frames, 0.5)
+        np.testing.assert_array_equal(r_all["action"], expect)
+        r = frame_listener(d, listener, ev)
+        assert r["bc_kinds"] == [b.kind for b in le.backchannels]
+        seen.update(r["bc_kinds"])
+        changed = np.flatnonzero(r["action"] != r_all["action"])
+        near = np.zeros(d.n_frames, bool)
+        for b in le.backchannels:
+            if b.kind != "isolated":
+                near[max(int((b.onset - 0.5) / 0.08) - 1, 0): int(b.onset / 0.08) + 1] = True
+        assert len(changed) and near[changed].all()
+        assert set(np.unique(r["action"][changed]).tolist()) <= {SILENT, TAKE_TURN, IGNORE}
+        assert (r["bc_type"][r["action"] != BACKCHANNEL] == -1).all()
+        on_bc = r["action"] == BACKCHANNEL
+        assert on_bc.sum() < (r_all["action"] == BACKCHANNEL).sum()
+    assert seen == {"isolated", "turn_initial", "other"}
 
 
 def test_text_stream_word_in_frame_of_its_end():
@@ -73,6 +193,7 @@ def test_two_party_frames():
     assert r["bc_onsets"].tolist() == [2.4, 4.0] and r["bc_offsets"].tolist() == [2.7, 4.3]
     assert r["bc_forms"] == ["mhm", "yeah"] and r["bc_sources"] == ["lexicon", "lexicon"]
     assert r["bc_in_overlap"].tolist() == [False, True]
+    assert r["bc_kinds"] == ["isolated", "isolated"] and r["bc_isolated"].tolist() == [True, True]
     assert r["shift_onsets"].tolist() == [7.3] and r["interruption_onsets"].tolist() == [11.2]
     assert r["hold_pauses"].tolist() == [[2.0, pytest.approx(2.4)], [5.5, 6.0]]
     assert r["shift_pauses"].tolist() == [[7.0, 7.3]]

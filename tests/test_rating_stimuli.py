@@ -17,6 +17,7 @@ from backchannel.rating.stimuli import (
     Onset,
     StudyInput,
     build_study,
+    condition_onsets,
     demo_dialogue,
     floor_windows,
     listener_backchannels,
@@ -73,6 +74,19 @@ def _word_dialogue() -> Dialogue:
 def test_listener_backchannels_tags_lexicon_and_size():
     bcs = listener_backchannels(_word_dialogue(), "B")
     assert bcs == [Onset(10.0, "mhm", "continuer"), Onset(80.0, "oh really", "surprise")]
+
+
+def test_echo_backchannels_are_never_said_as_echoes():
+    from test_mining import tagged  # B's tagged "go on" (7.0) has no lexicon word: an echo
+
+    real = listener_backchannels(tagged(), "B")
+    assert [(o.time, o.form, o.bc_type) for o in real] == \
+        [(1.0, "okay", "acknowledgement"), (7.0, "go on", None), (8.0, "mhm", "continuer")]
+    inp = StudyInput(tagged(), "B", model=[Onset(3.0)])
+    conds = condition_onsets(inp, 0.0, 16.0, np.random.default_rng(0), real)
+    said = [o for onsets in conds.values() for o in onsets]
+    assert said and all(o.bc_type in FORMS and o.form == FORMS[o.bc_type] for o in said)
+    assert [o.bc_type in ("acknowledgement", "continuer") for o in conds["real"]] == [True] * 3
 
 
 def test_floor_windows_hand_case():

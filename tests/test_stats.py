@@ -16,10 +16,10 @@ from backchannel.lexicon import backchannel_type
 NAN = math.nan
 
 
-def bc(listener, onset, form, source, since, overlap=False):
+def bc(listener, onset, form, source, since, overlap=False, kind="isolated"):
     return BackchannelEvent(listener=listener, onset=onset, offset=onset + 0.4, form=form,
                             bc_type=backchannel_type([form]), source=source, lexical=source == "lexicon",
-                            in_overlap=overlap, since_speaker_end=since)
+                            in_overlap=overlap, since_speaker_end=since, kind=kind)
 
 
 def dialogue(did, duration, split):
@@ -35,10 +35,10 @@ def events(did, per_listener):
 @pytest.fixture
 def corpus():
     """d1: 2 min (train), d2: 1 min (test); 9 backchannels, 8 turns (see the test for the arithmetic)."""
-    d1_b = [bc("B", 10.0, "uhhuh", "tag", 0.2), bc("B", 20.0, "yeah", "tag", 0.3),
+    d1_b = [bc("B", 10.0, "uhhuh", "tag", 0.2), bc("B", 20.0, "yeah", "tag", 0.3, kind="turn_initial"),
             bc("B", 30.0, "uhhuh", "lexicon", 0.25), bc("B", 45.0, "right", "tag", 0.0, overlap=True),
-            bc("B", 60.0, "mhm", "lexicon", 0.5), bc("B", 90.0, "mhm", "tag", 0.35)]
-    d1_a = [bc("A", 1.0, "oh", "lexicon", NAN), bc("A", 100.0, "uhhuh", "tag", 0.6)]
+            bc("B", 60.0, "mhm", "lexicon", 0.5), bc("B", 90.0, "mhm", "tag", 0.35, kind="other")]
+    d1_a = [bc("A", 1.0, "oh", "lexicon", NAN, kind="other"), bc("A", 100.0, "uhhuh", "tag", 0.6)]
     d1_bt = [TurnEvent("B", 50.0, "shift", 0.205, 55.0), TurnEvent("B", 70.0, "shift", 0.26, 75.0),
              TurnEvent("B", 80.0, "interruption", -0.3, 85.0),    # floor stops first: a transition
              TurnEvent("B", 95.0, "interruption", -1.0, 95.5)]    # floor outlasts it: not a transition
@@ -80,6 +80,38 @@ def test_sources_forms_types_overlap(corpus):
     assert st["overlap_share"] == pytest.approx(1 / 9)
 
 
+def test_isolated_share_forms_and_types(corpus):
+    st = corpus_stats(*corpus)
+    # kinds: d1 B "yeah" 20.0 turn-initial, d1 B "mhm" 90.0 and d1 A "oh" other; the 6 others isolated
+    assert st["kinds"] == {"isolated": {"count": 6, "share": pytest.approx(6 / 9)},
+                           "turn_initial": {"count": 1, "share": pytest.approx(1 / 9)},
+                           "other": {"count": 2, "share": pytest.approx(2 / 9)}}
+    iso = st["isolated"]
+    assert iso["backchannels"] == 6 and iso["share_of_candidates"] == pytest.approx(6 / 9)
+    assert iso["per_listener_minute"] == pytest.approx(6 / 6.0) and iso["overlap_share"] == pytest.approx(1 / 6)
+    # isolated forms: uhhuh x3 (10.0, 30.0, 100.0), right, mhm (60.0), yeah (d2)
+    assert {f["form"]: f["count"] for f in iso["forms"]["top"]} == {"uhhuh": 3, "right": 1, "mhm": 1, "yeah": 1}
+    assert iso["forms"]["top"][0] == {"form": "uhhuh", "count": 3, "share": pytest.approx(0.5)}
+    assert {t: v["count"] for t, v in iso["types"].items()} == \
+        {"continuer": 4, "agreement": 2, "assessment": 0, "surprise": 0, "acknowledgement": 0}
+    assert iso["types"]["continuer"]["share"] == pytest.approx(4 / 6) and iso["echo"]["count"] == 0
+    assert (st["splits"]["train"]["isolated"], st["splits"]["train"]["isolated_share"]) == (5, pytest.approx(5 / 8))
+    assert st["splits"]["test"]["isolated_share"] == pytest.approx(1.0)
+    assert "isolated backchannels (Ruede et al. 2017): 6 of 9 candidates (67%), 1.00 per listener-minute; " \
+           "top forms uhhuh, right, mhm" in compare_to_human_reference(st)
+
+
+def test_echoes_are_counted_apart_from_the_types():
+    d = dialogue("d0", 60.0, "train")
+    bcs = [bc("B", 10.0, "south", "tag", 0.1), bc("B", 20.0, "mhm", "tag", 0.2),
+           bc("B", 30.0, "east", "tag", 0.1, kind="other")]
+    st = corpus_stats([d], [events("d0", {"A": ([], []), "B": (bcs, [])})])
+    assert st["echo"] == {"count": 2, "share": pytest.approx(2 / 3)}
+    assert sum(v["count"] for v in st["types"].values()) == 1  # only "mhm" has a type
+    assert st["isolated"]["echo"] == {"count": 1, "share": pytest.approx(0.5)}
+    assert st["isolated"]["types"]["continuer"] == {"count": 1, "share": pytest.approx(0.5)}
+
+
 def test_onset_relative_to_speaker_end(corpus):
     onset = corpus_stats(*corpus)["onset_since_speaker_end"]
     # non-NaN values 0, .2, .25, .3, .35, .4, .5, .6 -> median (.3 + .35) / 2
@@ -110,6 +142,7 @@ def test_inter_backchannel_intervals_and_splits(corpus):
     assert st["turns"] == {"shift": 6, "interruption": 2}
     assert st["splits"]["train"] == {"dialogues": 1, "listener_minutes": pytest.approx(4.0),
                                      "backchannels": 8, "per_listener_minute": pytest.approx(2.0),
+                                     "isolated": 5, "isolated_share": pytest.approx(5 / 8),
                                      "shifts": 4, "interruptions": 2}
     assert st["splits"]["test"]["per_listener_minute"] == pytest.approx(0.5)
 

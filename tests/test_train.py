@@ -16,8 +16,10 @@ from backchannel.corpora.maptask import load_maptask
 from backchannel.train.cli import main as cli_main
 from backchannel.train.cli import register, run
 from backchannel.train.data import (
+    CachedRow,
     CachedTokenizer,
     CropSampler,
+    HeadDataModule,
     RowStore,
     VAPCrops,
     build_feature_cache,
@@ -283,3 +285,11 @@ def test_register_passes_lightning_overrides_through():
                            "--data.corpora", "[a, b]", "--ckpt_path", "last.ckpt", "--model.lr=0.01"])
     assert args.train_command == "head" and args.config == "head_timing" and args.ckpt_path == "last.ckpt"
     assert args.overrides == ["--trainer.max_epochs", "3", "--data.corpora", "[a, b]", "--model.lr=0.01"]
+
+
+def test_label_counts_leave_out_masked_frames():
+    # frames labelled -1 (a non-isolated backchannel's masked frames) have no class: 2 SILENT, 1 BC, 1 TT
+    dm = HeadDataModule(["unused"])
+    z = np.zeros(0)
+    dm.train_rows = [CachedRow("c", "d", "A", np.zeros((6, 2), np.float16), np.array([0, -1, -1, 1, 2, 0]), z, z)]
+    assert dm.label_counts().tolist() == [2, 1, 1]

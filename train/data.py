@@ -500,8 +500,9 @@ class HeadDataModule(L.LightningDataModule):
             self.build(module.feature_backbone(), module.backbone_name, module.backbone_hash, module.use_text)
 
     def label_counts(self) -> np.ndarray:
-        """Frames per action class in the train rows ``[3]``."""
-        return np.bincount(np.concatenate([r.action for r in self.train_rows]), minlength=3)
+        """Frames per action class in the train rows ``[3]`` (frames labelled -1, no target, left out)."""
+        action = np.concatenate([r.action for r in self.train_rows])
+        return np.bincount(action[action >= 0], minlength=3)
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams

@@ -69,7 +69,8 @@ def make_onset(time: float, form: str | None = None, bc_type: str | None = None)
 def listener_backchannels(dialogue: Dialogue, listener: str) -> list[Onset]:
     """The listener's backchannels in the corpus, as mined by ``backchannel.corpora.mining``."""
     events = mine_backchannels(dialogue.channels[listener], dialogue.floor(listener))
-    return [Onset(e.onset, e.form, e.bc_type) for e in events]
+    # an echo ("south") has no type: the study then draws one, so no echo form is ever said
+    return [Onset(e.onset, e.form, e.bc_type if e.bc_type in FORMS else None) for e in events]
 
 
 def listener_turns(dialogue: Dialogue, listener: str) -> list[tuple[float, float]]:
