@@ -384,15 +384,16 @@ def plot_timeline(row: dict, probs: dict, onsets: dict, path, start: float | Non
     return _save(fig, path)
 
 
-def plot_types(confusions: dict, path, title: str = "") -> Path:
-    """Confusion matrices of backchannel types, one panel per system (``confusions``: name -> counts
-    ``[true][predicted]``): colour = share of the true type's frames, text = frame counts."""
+def plot_types(types: dict, path, title: str = "") -> Path:
+    """Confusion matrices of backchannel types, one panel per system (``types``: name -> its
+    ``scoring.type_report``, ``confusion[true][predicted]`` counts): colour = share of the true type's
+    frames, text = frame counts."""
     from backchannel.lexicon import BC_TYPES
 
     plt = _plt()
-    fig, axes = plt.subplots(1, len(confusions), figsize=(5.2 * len(confusions), 4.8), squeeze=False)
-    for ax, (name, cm) in zip(axes[0], confusions.items()):
-        cm = np.asarray(cm, dtype=float)
+    fig, axes = plt.subplots(1, len(types), figsize=(5.2 * len(types), 4.8), squeeze=False)
+    for ax, (name, rep) in zip(axes[0], types.items()):
+        cm = np.asarray(rep["confusion"], dtype=float)
         share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i in range(cm.shape[0]):
@@ -401,8 +402,7 @@ def plot_types(confusions: dict, path, title: str = "") -> Path:
                         color="white" if share[i, j] > 0.5 else "black")
         ax.set_xticks(range(len(BC_TYPES)), BC_TYPES, rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(len(BC_TYPES)), BC_TYPES, fontsize=8)
-        acc = np.trace(cm) / cm.sum() if cm.sum() else float("nan")
-        ax.set_title(f"{name} (accuracy {acc:.3f})", fontsize=9)
+        ax.set_title(f"{name}: accuracy {_f(rep['accuracy'])}, macro-F1 {_f(rep['macro_f1'])}", fontsize=9)
         ax.set_xlabel("predicted type")
         ax.set_ylabel("true type")
     fig.suptitle(title, fontsize=10)

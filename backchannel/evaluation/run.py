@@ -313,8 +313,8 @@ def _plot_data(corpus, test_rows, extras, section, idx) -> dict:
             "offsets": {}, "pr_curves": {}, "pr_points": {}, "timeline": None, "types": {}}
     types = section.get("types")
     if types:
-        data["types"] = {n: t["confusion"] for n, t in types["systems"].items()
-                         if "confusion" in t and (not n.startswith("type_") or n == types["best_baseline"])}
+        shown = [n for n in types["systems"] if not n.startswith("type_")] + [types["best_baseline"]]
+        data["types"] = {n: types["systems"][n] for n in shown if "confusion" in types["systems"][n]}
     for name, ext in extras.items():
         data["offsets"][f"{name} ({ext['variant']})"] = ext["offsets"]
         if "pr_curve" in ext:

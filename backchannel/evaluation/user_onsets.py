@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
+from backchannel.corpora.events import LabelSettings
 from backchannel.frames import FRAME_HZ, time_to_frame
 from backchannel.lexicon import is_lexical_backchannel
 
@@ -85,17 +86,18 @@ def model_scores(cases: OnsetCases, onset_probs: Sequence[np.ndarray]) -> np.nda
     return out
 
 
-def lexicon_scores(cases: OnsetCases, rows: Sequence[dict], key: str = "text_listener") -> np.ndarray:
+def lexicon_scores(cases: OnsetCases, rows: Sequence[dict], key: str = "text_listener",
+                   max_words: int = LabelSettings.max_words) -> np.ndarray:
     """The lexicon rule per case and delay: 1 when the listener's words visible by the decision frame (words
-    ending from the onset's frame to the decision frame) pass ``lexicon.is_lexical_backchannel``, 0.5 when
-    no word is visible yet, 0 otherwise."""
+    ending from the onset's frame to the decision frame) pass ``lexicon.is_lexical_backchannel`` (at most
+    ``max_words``, the candidate rule's), 0.5 when no word is visible yet, 0 otherwise."""
     out = np.empty(cases.frames.shape)
     for k, (i, o, fs) in enumerate(zip(cases.row, cases.onset, cases.frames)):
         text = rows[i][key]
         start = time_to_frame(o)
         for j, f in enumerate(fs):
             words = " ".join(str(x) for x in text[start : f + 1] if x).split()
-            out[k, j] = 0.5 if not words else float(is_lexical_backchannel(words))
+            out[k, j] = 0.5 if not words else float(is_lexical_backchannel(words, max_words))
     return out
 
 
