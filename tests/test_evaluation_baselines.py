@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backchannel.evaluation.run import type_section
 from backchannel.evaluation.scoring import type_report
 from backchannel.evaluation.systems import TypeBaseline
 from backchannel.evaluation.user_onsets import (
@@ -144,3 +145,14 @@ def test_precision_at_recall_by_hand():
     assert precision_at_recall(y, s) == pytest.approx(4 / 6)
     # 3 of 4 positives (recall 0.75) at threshold 0.7 keeps 0.9, 0.85, 0.8, 0.7: precision 3/4
     assert precision_at_recall(y, s, recall=0.75) == pytest.approx(3 / 4)
+
+
+def test_type_section_lists_baselines_and_systems():
+    head = {"types": type_report([np.eye(5)[[0, 3, 3, 0, 0, 1]]], TEST)}  # a head right on every frame
+    sec = type_section(TRAIN, TEST, {"head": head, "pause_gate": {"status": "ok"}})
+    assert list(sec["systems"]) == ["type_majority", "type_prior", "type_last_word", "head"]
+    assert sec["systems"]["head"]["accuracy"] == 1.0
+    assert sec["systems"]["type_last_word"]["macro_f1"] == pytest.approx(0.3)
+    baselines = {k: v["macro_f1"] for k, v in sec["systems"].items() if k.startswith("type_")}
+    assert sec["best_baseline"] == max(baselines, key=baselines.get)
+    assert type_section([typed_row(["a"], [-1])], TEST, {}) == {}  # no typed train frame: no type section

@@ -251,8 +251,8 @@ def markdown(report: dict, plots: dict | None = None) -> str:
                    f"pauses. Dev: {d['rows']} rows."), ""]
         if sec.get("onsets_file"):
             o = sec["onsets_file"]
-            lines += [f"Headline onsets: `{o['path']}` ({o['system']}, {o['definition']} definition, variant "
-                      f"{o['variant']}).", ""]
+            lines += [(f"Headline onsets: `{o['path']}` ({o['system']}, {o['definition']} definition, variant "
+                      f"{o['variant']})."), ""]
         for definition in sec["definitions"]:
             lines += [f"### Backchannel events — {definition} definition", ""] + event_table(sec, margins, definition)
             lines += [f"#### Ratio of F1 to the pause gate's ({definition})", ""] + ratio_table(sec, margins, definition)

@@ -266,14 +266,17 @@ def evaluate_corpus(corpus: str, dev_rows: list[dict], test_rows: list[dict], *,
     section["user_onsets"] = {"lexicon": user_onsets.user_onsets(test_rows, definitions(test_rows))} | {
         n: r["user_onsets"] for n, r in section["systems"].items() if "user_onsets" in r}
     if train_rows:
-        section["types"] = type_section(train_rows, test_rows, section["systems"], settings.seeds[0])
+        section["types"] = type_section(train_rows, test_rows, section["systems"], (settings.seeds or (0,))[0])
     section["headline"] = next((s for s in HEADLINE_ORDER if s in extras), None)
     return section, extras
 
 
 def type_section(train_rows, test_rows, systems: dict, seed: int = 0) -> dict:
     """Backchannel type figures (``scoring.type_report``) of the type baselines fitted on ``train_rows``
-    and of every system that predicts types; ``best_baseline``: the baseline with the highest macro-F1."""
+    and of every system that predicts types; ``best_baseline``: the baseline with the highest macro-F1.
+    Empty when no train frame has a type."""
+    if not any(np.any(np.asarray(r["bc_type"]) >= 0) for r in train_rows):
+        return {}
     out = {f"type_{k}": scoring.type_report(TypeBaseline(k, seed).fit(train_rows).predict(test_rows), test_rows)
            for k in TYPE_BASELINES}
     best = max(out, key=lambda k: out[k].get("macro_f1", -1.0))
