@@ -8,12 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from backchannel.corpora.dataset import resolve_prepared
 from backchannel.corpora.errors import CorpusError
 from backchannel.corpora.framing import label_frames
 
 from backchannel import metrics
 from backchannel.baselines import WT_REFRACTORY, random_onsets, rule_onsets, ward_tsukahara
-from backchannel.corpora.dataset import resolve_prepared
 from backchannel.evaluation.cli import register
 from backchannel.evaluation.data import sample_rows
 from backchannel.evaluation.io import export_textgrid, read_onsets_jsonl

@@ -391,7 +391,7 @@ def plot_types(types: dict, path, title: str = "") -> Path:
     from backchannel.lexicon import BC_TYPES
 
     plt = _plt()
-    fig, axes = plt.subplots(1, len(types), figsize=(5.2 * len(types), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(types), figsize=(max(5.2 * len(types), 7.0), 4.8), squeeze=False)
     for ax, (name, rep) in zip(axes[0], types.items()):
         cm = np.asarray(rep["confusion"], dtype=float)
         share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -438,7 +438,7 @@ def write_report(report: dict, out_dir, plot_data: dict | None = None) -> list[s
             names.append(plot_timeline(tl["row"], tl["probs"], tl["onsets"], out_dir / f"{corpus}-timeline.png").name)
         if d.get("types"):
             names.append(plot_types(d["types"], out_dir / f"{corpus}-types.png",
-                                    f"{corpus} test: backchannel type on BACKCHANNEL frames (rows: true type)").name)
+                                    f"{corpus} test: backchannel types on BACKCHANNEL frames").name)
         plots[corpus] = names
     (out_dir / "report.md").write_text(markdown(report, plots))
     return [n for names in plots.values() for n in names] + ["report.md"]

@@ -60,7 +60,7 @@ def rule_frame_report(probs: Sequence[np.ndarray], rows) -> dict:
             "precision_backchannel": float((y & fired).sum() / fired.sum()) if fired.any() else 0.0,
             "recall_backchannel": float((y & fired).sum() / y.sum()) if y.any() else 0.0,
             "auprc_backchannel": float(average_precision_score(y, s)) if y.any() else math.nan,
-            "n_frames": int(len(y))}
+            "n_frames": len(y)}
 
 
 def type_report(types: Sequence[np.ndarray], rows) -> dict:
@@ -76,7 +76,7 @@ def type_report(types: Sequence[np.ndarray], rows) -> dict:
     labels = list(range(len(BC_TYPES)))
     return {"accuracy": float(np.mean(y == p)),
             "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
-            "majority_share": float(np.bincount(y).max() / len(y)), "n_frames": int(len(y)),
+            "majority_share": float(np.bincount(y).max() / len(y)), "n_frames": len(y),
             "confusion": confusion_matrix(y, p, labels=labels).tolist()}
 
 
@@ -133,4 +133,4 @@ def take_turn_report(runs: Sequence[Run], rows, margins) -> dict:
             "coverage": float(np.mean(~np.isnan(lat))) if len(lat) else math.nan,
             "human_median_latency": float(np.median(human)) if len(human) else math.nan,
             "false_in_speech": int(false), "false_in_speech_per_minute": false / minutes if minutes else math.nan,
-            "n_shift_pauses": int(len(lat))}
+            "n_shift_pauses": len(lat)}
