@@ -240,3 +240,14 @@ def test_gradient_boosting_learns_a_separable_case():
     (p,) = model.predict_proba(test)
     assert p.shape == (1500, 3) and np.allclose(p.sum(axis=1), 1.0)
     assert np.mean(p.argmax(axis=1) == test[0]["action"]) > 0.99
+
+
+def test_timing_word_features_of_an_audio_less_row_have_prosody_masked():
+    feats = TimingWordFeatures().fit_vocabulary([{"text_speaker": ["go", "left"]}])
+    va_s, va_l = blocks((1, 4), (0, 4)), blocks((0, 6), (1, 2))
+    row = {"va_speaker": va_s, "va_listener": va_l, "text_speaker": ["", "go", "", "", "left", "", "", ""],
+           "prosody": np.zeros((0, 8)), "prosody_mask": np.zeros((0, 8), bool)}
+    x = feats.from_row(row)
+    np.testing.assert_array_equal(x, feats(va_s, va_l, row["text_speaker"], np.ones((8, 8)), np.zeros((8, 8), bool)))
+    col = {name: x[:, i] for i, name in enumerate(feats.names)}
+    assert not col["prosody_present"].any() and not x[:, feats.names.index("prosody_0")].any()
