@@ -10,6 +10,8 @@ refractory time. All rules are causal: the score of frame ``t`` uses frames ``<=
 - ``ward_tsukahara``: Ward & Tsukahara (2000)'s low-pitch rule, where prosody exists.
 - ``HandcraftedFeatures`` + ``LogisticBaseline``: logistic regression on causal timing and lexical
   features, predicting the 3-class frame action (SILENT / BACKCHANNEL / TAKE_TURN).
+- ``TimingWordFeatures`` + ``GradientBoostingBaseline``: gradient-boosted trees on those features plus
+  run lengths, more voice-activity windows and the floor party's last two words (categorical).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -291,15 +294,17 @@ class HandcraftedFeatures:
             final[t] = last_word in CLAUSE_FINAL
             since_word[t] = big if last_word_t is None else t - last_word_t
 
-        def log_time(frames):
-            return np.log1p(np.minimum(frames * FRAME_S, self.cap))
-
+        log_time = self.log_time
         cols = [va_s, va_l, log_time(since_end), log_time(ipu),
                 _window_mean(va_s, 13), _window_mean(va_s, 25), _window_mean(va_s, 63),
                 _window_mean(va_l, 13), _window_mean(va_l, 63), log_time(since_bc),
                 _window_sum(counts, _frames(self.wps_window)) / self.wps_window, final, log_time(since_word)]
         pros, present = self._prosody(prosody, prosody_mask, n)
         return np.column_stack(cols + [pros, present]).astype(np.float32)
+
+    def log_time(self, frames) -> np.ndarray:
+        """Frame counts as ``log1p`` of seconds capped at ``cap``."""
+        return np.log1p(np.minimum(np.asarray(frames, dtype=np.float64) * FRAME_S, self.cap))
 
     def _prosody(self, prosody, mask, n: int):
         if prosody is None or self.n_prosody == 0:
@@ -324,9 +329,114 @@ class HandcraftedFeatures:
         return self(row["va_speaker"], row["va_listener"], row.get(self.text_key), prosody, mask)
 
 
-class LogisticBaseline:
-    """Multinomial logistic regression (scikit-learn, ``class_weight="balanced"``, standardised
-    inputs) on ``HandcraftedFeatures``, predicting the per-frame action (0/1/2).
+def last_words(text, n: int, k: int = 2) -> list[np.ndarray]:
+    """The ``k`` most recent words of a per-frame text stream at each frame (causal: a word counts from
+    the frame where it ends): ``k`` object arrays [n] of normalised words, the latest first, ``None``
+    where there is no such word yet."""
+    out = [np.full(n, None, dtype=object) for _ in range(k)]
+    recent: list[str] = []
+    for t, ws in enumerate(_frame_words(text, n)):
+        if ws:
+            recent = (ws[::-1] + recent)[:k]
+        for j, w in enumerate(recent):
+            out[j][t] = w
+    return out
+
+
+def _run_length(mask: np.ndarray) -> np.ndarray:
+    """Frames in the current run of True at each frame (0 where False)."""
+    t = np.arange(len(mask))
+    return t - np.maximum.accumulate(np.where(mask, -1, t))
+
+
+def _since_last(mask: np.ndarray, never: float) -> np.ndarray:
+    """Frames since the last True frame (0 on a True frame; ``never`` before the first)."""
+    t = np.arange(len(mask))
+    last = np.maximum.accumulate(np.where(mask, t, -1))
+    return np.where(last >= 0, t - last, never).astype(np.float64)
+
+
+WORD_COLUMNS = ("speaker_last_word", "speaker_second_last_word")  # categorical word ids
+
+
+@dataclass
+class TimingWordFeatures(HandcraftedFeatures):
+    """:class:`HandcraftedFeatures` plus, for the gradient-boosting baseline: voice-activity means of both
+    parties over more windows (``va_windows``, seconds); the current speech run of both parties, the
+    listener's silence run (= time since its own last speech; the floor party's is ``log_since_speaker_end``)
+    and the mutual-silence run (log seconds, capped); the floor party's last two words as categorical ids.
+
+    Word ids: the ``vocabulary`` (fitted on train by :meth:`fit_vocabulary`: the most frequent floor-party
+    words) in order, then one "other" id, then one "no word" id; all < 255 (scikit-learn's native
+    categorical support). Causal like the base features.
+    """
+
+    va_windows: tuple = (0.24, 0.5, 2.0)
+    vocab_size: int = 200
+    vocabulary: tuple = ()
+
+    def __post_init__(self):
+        if not 0 < self.vocab_size <= 253:
+            raise ValueError(f"vocab_size must be 1..253 (word ids + other + none < 255), got {self.vocab_size}")
+
+    def fit_vocabulary(self, rows: Sequence[Mapping]) -> TimingWordFeatures:
+        """Keep the ``vocab_size`` most frequent floor-party words of ``rows`` (ties: alphabetical)."""
+        counts: dict[str, int] = {}
+        for row in rows:
+            text = row.get(self.text_key)
+            for ws in _frame_words(text, len(text)) if text is not None else []:
+                for w in ws:
+                    counts[w] = counts.get(w, 0) + 1
+        self.vocabulary = tuple(sorted(counts, key=lambda w: (-counts[w], w))[: self.vocab_size])
+        return self
+
+    @property
+    def other_id(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def no_word_id(self) -> int:
+        return len(self.vocabulary) + 1
+
+    def _windows(self) -> list[tuple[str, float]]:
+        """(party, seconds) of the ``va_windows`` means the base features lack."""
+        have = set(super().names)
+        return [(who, w) for who in ("speaker", "listener") for w in self.va_windows
+                if f"{who}_speech_{w:g}s" not in have]
+
+    @property
+    def names(self) -> list[str]:
+        windows = [f"{who}_speech_{w:g}s" for who, w in self._windows()]
+        return super().names + windows + [
+            "log_speaker_speech_run", "log_listener_speech_run", "log_since_listener_speech",
+            "log_mutual_silence_run", *WORD_COLUMNS]
+
+    @property
+    def categorical(self) -> np.ndarray:
+        """Boolean mask over :attr:`names`: the word-id columns."""
+        return np.isin(self.names, WORD_COLUMNS)
+
+    def word_ids(self, words: np.ndarray) -> np.ndarray:
+        """Ids of an object array of words (``None`` = no word)."""
+        index = {w: i for i, w in enumerate(self.vocabulary)}
+        return np.array([self.no_word_id if w is None else index.get(w, self.other_id) for w in words],
+                        dtype=np.float64)
+
+    def __call__(self, va_speaker, va_listener, speaker_text=None, prosody=None, prosody_mask=None) -> np.ndarray:
+        base = super().__call__(va_speaker, va_listener, speaker_text, prosody, prosody_mask)
+        va_s = np.asarray(va_speaker, dtype=np.float64).reshape(-1)
+        va_l = np.asarray(va_listener, dtype=np.float64).reshape(-1)
+        n, big = len(va_s), self.cap / FRAME_S
+        vs, vl = va_s >= self.threshold, va_l >= self.threshold
+        windows = [_window_mean(va_s if who == "speaker" else va_l, _frames(w)) for who, w in self._windows()]
+        runs = [self.log_time(_run_length(vs)), self.log_time(_run_length(vl)),
+                self.log_time(_since_last(vl, big)), self.log_time(_run_length(~vs & ~vl))]
+        words = [self.word_ids(w) for w in last_words(speaker_text, n, 2)]
+        return np.column_stack([base] + windows + runs + words).astype(np.float32)
+
+
+class FrameClassifier:
+    """A scikit-learn classifier of the per-frame action (0/1/2) on handcrafted features.
 
     ``fit``/``predict_proba`` take lists of per-listener items: dataset rows (mappings, featurised
     with ``features.from_row``; labels default to ``row[label_key]``) or precomputed feature arrays
@@ -334,19 +444,18 @@ class LogisticBaseline:
     frames at random (seeded) to bound fitting time.
     """
 
-    def __init__(self, features: HandcraftedFeatures | None = None, C: float = 1.0, max_iter: int = 1000,
-                 max_frames: int | None = None, seed: int = 0, label_key: str = "action"):
-        self.features = features or HandcraftedFeatures()
+    def __init__(self, features: HandcraftedFeatures, model, max_frames: int | None, seed: int,
+                 label_key: str = "action"):
+        self.features, self.model = features, model
         self.max_frames, self.seed, self.label_key = max_frames, seed, label_key
-        self.model = make_pipeline(StandardScaler(),
-                                   LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced"))
 
     def featurize(self, item) -> np.ndarray:
         if isinstance(item, np.ndarray) and item.ndim == 2:
             return item
         return self.features.from_row(item)
 
-    def fit(self, items: Sequence, labels: Sequence | None = None) -> LogisticBaseline:
+    def training_frames(self, items: Sequence, labels: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Features and labels of the labelled frames of ``items`` (subsampled to ``max_frames``)."""
         items = list(items)
         if labels is None:
             labels = [item[self.label_key] for item in items]
@@ -363,7 +472,10 @@ class LogisticBaseline:
         if self.max_frames is not None and len(y) > self.max_frames:
             keep = np.random.default_rng(self.seed).choice(len(y), self.max_frames, replace=False)
             x, y = x[keep], y[keep]
-        self.model.fit(x, y)
+        return x, y
+
+    def fit(self, items: Sequence, labels: Sequence | None = None):
+        self.model.fit(*self.training_frames(items, labels))
         return self
 
     def predict_proba(self, items: Sequence) -> list[np.ndarray]:
@@ -376,3 +488,39 @@ class LogisticBaseline:
             full[:, classes] = p
             out.append(full)
         return out
+
+
+class LogisticBaseline(FrameClassifier):
+    """Multinomial logistic regression (scikit-learn, ``class_weight="balanced"``, standardised
+    inputs) on ``HandcraftedFeatures`` (see :class:`FrameClassifier`)."""
+
+    def __init__(self, features: HandcraftedFeatures | None = None, C: float = 1.0, max_iter: int = 1000,
+                 max_frames: int | None = None, seed: int = 0, label_key: str = "action"):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced"))
+        super().__init__(features or HandcraftedFeatures(), model, max_frames, seed, label_key)
+
+
+class GradientBoostingBaseline(FrameClassifier):
+    """scikit-learn's ``HistGradientBoostingClassifier`` on :class:`TimingWordFeatures` (the word ids as
+    native categorical features), early-stopped on a 10 % validation share of the training frames
+    (see :class:`FrameClassifier`). ``class_weight``: ``"balanced"`` or None. Fitting on dataset rows
+    first fits the word vocabulary on them."""
+
+    def __init__(self, features: TimingWordFeatures | None = None, *, class_weight: str | None = None,
+                 max_iter: int = 100, learning_rate: float = 0.25, max_leaf_nodes: int = 31,
+                 min_samples_leaf: int = 100, max_frames: int | None = None, seed: int = 0,
+                 label_key: str = "action"):
+        features = features or TimingWordFeatures()
+        model = HistGradientBoostingClassifier(
+            max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
+            min_samples_leaf=min_samples_leaf, categorical_features=features.categorical,
+            class_weight=class_weight, early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
+            random_state=seed)
+        super().__init__(features, model, max_frames, seed, label_key)
+
+    def fit(self, items: Sequence, labels: Sequence | None = None):
+        items = list(items)
+        rows = [it for it in items if isinstance(it, Mapping)]
+        if rows and not self.features.vocabulary:
+            self.features.fit_vocabulary(rows)
+        return super().fit(items, labels)

@@ -1,12 +1,17 @@
 """Baselines on hand-built voice-activity and pitch tracks (80 ms frames, times in seconds)."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backchannel.baselines import (
     PAUSE_GATE_COOLDOWN,
+    WORD_COLUMNS,
     WT_REFRACTORY,
+    GradientBoostingBaseline,
     HandcraftedFeatures,
     LogisticBaseline,
+    TimingWordFeatures,
     has_prosody,
     low_pitch_frames,
     pause_gate,
@@ -14,6 +19,7 @@ from backchannel.baselines import (
     rule_onsets,
     ward_tsukahara,
 )
+from backchannel.frames import FRAME_S
 
 
 def gate_onsets(va, cooldown=PAUSE_GATE_COOLDOWN, **kw):
@@ -150,3 +156,98 @@ def test_logistic_baseline_learns_a_separable_case():
     assert np.mean(p.argmax(axis=1) == test[0]["action"]) == 1.0
     with pytest.raises(KeyError, match="va_listener"):
         model.predict_proba([{"va_speaker": np.zeros(3)}])
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradient-boosting baseline
+# ----------------------------------------------------------------------------------------------
+def timing_word_features():
+    return TimingWordFeatures(n_prosody=2, vocab_size=3).fit_vocabulary(
+        [{"text_speaker": ["go", "go left", "", "right", "go", "left", "stop"]}])
+
+
+def test_timing_word_features_values():
+    feats = timing_word_features()
+    assert feats.vocabulary == ("go", "left", "right")  # by count, ties alphabetical; "stop" is out
+    assert (feats.other_id, feats.no_word_id) == (3, 4)
+    va_s = blocks((1, 3), (0, 4), (1, 3))
+    va_l = blocks((0, 4), (1, 2), (0, 4))
+    text = ["", "Go", "", "stop left", "", "", "", "", "right", ""]
+    x = feats(va_s, va_l, text)
+    col = {name: x[:, i] for i, name in enumerate(feats.names)}
+    assert x.shape == (10, len(feats.names)) and list(feats.names[-2:]) == list(WORD_COLUMNS)
+    assert list(np.flatnonzero(feats.categorical)) == [len(feats.names) - 2, len(feats.names) - 1]
+    assert list(col["speaker_last_word"]) == [4, 0, 0, 1, 1, 1, 1, 1, 2, 2]
+    assert list(col["speaker_second_last_word"]) == [4, 4, 4, 3, 3, 3, 3, 3, 1, 1]  # "stop" ended with "left"
+    frames = np.log1p(np.arange(6) * FRAME_S)  # log1p of seconds for 0..5 frames
+    assert np.allclose(col["log_speaker_speech_run"], frames[[1, 2, 3, 0, 0, 0, 0, 1, 2, 3]])
+    assert np.allclose(col["log_listener_speech_run"], frames[[0, 0, 0, 0, 1, 2, 0, 0, 0, 0]])
+    assert np.allclose(col["log_since_listener_speech"][4:], frames[[0, 0, 1, 2, 3, 4]])
+    assert np.allclose(col["log_since_listener_speech"][:4], np.log1p(10.0))  # never spoke yet: capped
+    assert np.allclose(col["log_mutual_silence_run"], frames[[0, 0, 0, 1, 0, 0, 1, 0, 0, 0]])
+    assert np.allclose(col["speaker_speech_0.24s"], [1, 1, 1, 2 / 3, 1 / 3, 0, 0, 1 / 3, 2 / 3, 1])
+    with pytest.raises(ValueError, match="vocab_size"):
+        TimingWordFeatures(vocab_size=254)
+
+
+def _mutate_after(t, va_s, va_l, text, prosody, rng):
+    va_s, va_l, text, prosody = va_s.copy(), va_l.copy(), list(text), prosody.copy()
+    va_s[t + 1:] = rng.random(len(va_s) - t - 1)
+    va_l[t + 1:] = rng.random(len(va_l) - t - 1)
+    prosody[t + 1:] = rng.normal(size=prosody[t + 1:].shape)
+    for i in range(t + 1, len(text)):
+        text[i] = str(rng.choice(["", "go", "left right", "stop", "okay"]))
+    return va_s, va_l, text, prosody
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 60), st.integers(0, 10_000), st.data())
+def test_timing_word_features_are_causal(n, seed, data):
+    """Changing frames t+1.. (voice activity of both parties, floor words, prosody) never changes any
+    feature column at frames <= t."""
+    t = data.draw(st.integers(0, n - 2))
+    rng = np.random.default_rng(seed)
+    feats = timing_word_features()
+    va_s, va_l = (rng.random(n) > 0.5).astype(float), rng.random(n)
+    text = [str(w) for w in rng.choice(["", "", "go", "left", "go right", "stop"], n)]
+    prosody = rng.normal(size=(n, 2))
+    mask = np.ones((n, 2), bool)
+    base = feats(va_s, va_l, text, prosody, mask)
+    s2, l2, text2, p2 = _mutate_after(t, va_s, va_l, text, prosody, rng)
+    changed = feats(s2, l2, text2, p2, mask)
+    np.testing.assert_array_equal(base[: t + 1], changed[: t + 1])
+
+
+def test_gradient_boosting_learns_a_separable_case():
+    """The action is a function of the floor party's last word (categorical) and the listener's voice
+    activity: BACKCHANNEL after "mhm-worthy" words, TAKE_TURN after "over", else SILENT."""
+    rng = np.random.default_rng(0)
+
+    def row(n):
+        words = rng.choice(["", "", "go", "left", "right", "over", "stop", "down"], n)
+        va_s, va_l = (rng.random(n) > 0.5).astype(float), (rng.random(n) > 0.7).astype(float)
+        last, action = None, np.zeros(n, int)
+        for t, w in enumerate(words):
+            last = w or last
+            action[t] = 2 if last == "over" else 1 if (last in ("right", "stop") and va_l[t] == 0) else 0
+        return {"va_speaker": va_s, "va_listener": va_l, "text_speaker": [str(w) for w in words],
+                "action": action}
+
+    train, test = [row(3000), row(2000)], [row(1500)]
+    model = GradientBoostingBaseline(TimingWordFeatures(n_prosody=0, vocab_size=10), min_samples_leaf=5,
+                                     max_iter=50).fit(train)
+    assert set(model.features.vocabulary) == {"go", "left", "right", "over", "stop", "down"}
+    (p,) = model.predict_proba(test)
+    assert p.shape == (1500, 3) and np.allclose(p.sum(axis=1), 1.0)
+    assert np.mean(p.argmax(axis=1) == test[0]["action"]) > 0.99
+
+
+def test_timing_word_features_of_an_audio_less_row_have_prosody_masked():
+    feats = TimingWordFeatures().fit_vocabulary([{"text_speaker": ["go", "left"]}])
+    va_s, va_l = blocks((1, 4), (0, 4)), blocks((0, 6), (1, 2))
+    row = {"va_speaker": va_s, "va_listener": va_l, "text_speaker": ["", "go", "", "", "left", "", "", ""],
+           "prosody": np.zeros((0, 8)), "prosody_mask": np.zeros((0, 8), bool)}
+    x = feats.from_row(row)
+    np.testing.assert_array_equal(x, feats(va_s, va_l, row["text_speaker"], np.ones((8, 8)), np.zeros((8, 8), bool)))
+    col = {name: x[:, i] for i, name in enumerate(feats.names)}
+    assert not col["prosody_present"].any() and not x[:, feats.names.index("prosody_0")].any()

@@ -8,12 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from backchannel.corpora.dataset import resolve_prepared
 from backchannel.corpora.errors import CorpusError
 from backchannel.corpora.framing import label_frames
 
 from backchannel import metrics
 from backchannel.baselines import WT_REFRACTORY, random_onsets, rule_onsets, ward_tsukahara
-from backchannel.corpora.dataset import resolve_prepared
 from backchannel.evaluation.cli import register
 from backchannel.evaluation.data import sample_rows
 from backchannel.evaluation.io import export_textgrid, read_onsets_jsonl
@@ -324,8 +324,9 @@ def test_demo_report_has_every_system_and_file(demo_report):
     sec = report["corpora"]["demo"]
     status = {k: v["status"] for k, v in sec["systems"].items()}
     assert status == {"random": "ok", "pause_gate": "ok", "ward_tsukahara": "n/a: no audio", "logistic": "ok",
-                      "head": "ok"}
-    d = sec["definitions"][0]
+                      "gbt": "ok", "head": "ok"}
+    assert sec["definitions"] == ["isolated", "all"]
+    d = "all"  # the demo dataset is labelled with every candidate (bc_definition all): Perfect is perfect there
     assert sec["headline"] == "head" and sec["onsets_file"]["variant"] == "rate_matched"
     assert variants(sec, "head", d)["f1"]["events"]["[-500,+500]"]["f1"] == 1.0
     gate = variants(sec, "pause_gate", d)["rule"]["events"]["[-500,+500]"]["f1"]
@@ -334,14 +335,24 @@ def test_demo_report_has_every_system_and_file(demo_report):
     assert 0 <= sec["systems"]["logistic"]["shift_hold"]["balanced_accuracy"] <= 1
     for name in ("report.json", "report.md", "demo-test-onsets.jsonl", "demo-q7ec1-f.TextGrid",
                  "demo-onset-offsets.png", "demo-pr-backchannel.png", "demo-timeline.png",
-                 "onsets/demo-random.jsonl", "onsets/demo-pause_gate.jsonl", "onsets/demo-logistic.jsonl"):
+                 "demo-types.png", "onsets/demo-random.jsonl", "onsets/demo-pause_gate.jsonl",
+                 "onsets/demo-logistic.jsonl", "onsets/demo-gbt.jsonl"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
         assert name in report["files"]
     assert json.loads((out / "report.json").read_text())["corpora"]["demo"]["test"]["rows"] == 4
     md = (out / "report.md").read_text()
     for heading in ("### Backchannel events", "### Frame level", "### Turn-taking", "### Cadence",
-                    "### Ratio of F1 to the pause gate's", "different data"):
+                    "### Ratio of F1 to the pause gate's", "### Backchannel type", "### User onset classification",
+                    "different data"):
         assert heading in md
+    types = sec["types"]["systems"]
+    assert set(types) == {"type_majority", "type_prior", "type_last_word", "head"}
+    assert sec["types"]["best_baseline"] in types
+    cm = np.asarray(types["type_majority"]["confusion"])  # one type predicted everywhere
+    assert np.count_nonzero(cm.sum(axis=0)) == 1 and cm.sum() == types["type_majority"]["n_frames"] > 0
+    assert "| type_last_word |" in md and "| lexicon | all |" in md
+    lexicon = sec["user_onsets"]["lexicon"]["all"]
+    assert set(lexicon) == {"80ms", "160ms", "240ms", "400ms"} and "head" not in sec["user_onsets"]
     assert "| system | variant | P [-500,+500] | R [-500,+500] | F1 [-200,+200]" in md
     assert "| ward_tsukahara | n/a: no audio |" in md
     assert report["reference"]["ruede2017_switchboard_f1"]["[-500,+500]"] == 0.339
@@ -360,9 +371,11 @@ def test_onsets_file_is_json_lines_that_rescore_to_the_report(demo_report, demo_
     assert [(i["dialogue"], i["listener"]) for i in items] == list(zip(test["dialogue"], test["listener"]))
     assert all(set(i) == {"corpus", "dialogue", "listener", "onsets"} and i["corpus"] == "demo" for i in items)
     assert all(i["onsets"] == sorted(i["onsets"]) and all(isinstance(x, float) for x in i["onsets"]) for i in items)
-    scores = metrics.event_scores([i["onsets"] for i in items], test["bc_onsets"])
     sec = report["corpora"]["demo"]
-    reported = variants(sec, "head", sec["definitions"][0])["rate_matched"]["events"]
+    assert sec["onsets_file"]["definition"] == "isolated"  # the file holds the isolated-tuned onsets
+    gold = [np.asarray(o)[np.asarray(k, bool)] for o, k in zip(test["bc_onsets"], test["bc_isolated"])]
+    scores = metrics.event_scores([i["onsets"] for i in items], gold)
+    reported = variants(sec, "head", "isolated")["rate_matched"]["events"]
     for label, s in scores.items():
         assert s.f1 == pytest.approx(reported[label]["f1"])
     assert [{k: i[k] for k in ("corpus", "dialogue", "listener", "onsets")}

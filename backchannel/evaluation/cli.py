@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-SYSTEMS = ("random", "pause_gate", "ward_tsukahara", "logistic", "head")
+SYSTEMS = ("random", "pause_gate", "ward_tsukahara", "logistic", "gbt", "head")
 
 
 def _systems_arg(text: str) -> list[str]:

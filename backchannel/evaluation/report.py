@@ -18,7 +18,7 @@ _PALETTE = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab
 TRUE_COLOR = "tab:green"
 
 
-_KNOWN = ("random", "pause_gate", "logistic", "head", "ward_tsukahara")
+_KNOWN = ("random", "pause_gate", "logistic", "head", "ward_tsukahara", "gbt")
 
 
 def _colors(names) -> dict:
@@ -147,6 +147,45 @@ def turn_tables(section: dict, definition: str) -> list[str]:
     return out
 
 
+def type_table(section: dict) -> list[str]:
+    """Backchannel type accuracy and macro-F1 of the type baselines and the systems that predict types."""
+    types = (section.get("types") or {}).get("systems") or {
+        n: r["types"] for n, r in section["systems"].items() if "types" in r}
+    types = {n: t for n, t in types.items() if t.get("n_frames")}
+    if not types:
+        return []
+    share = next(iter(types.values()))["majority_share"]
+    best = (section.get("types") or {}).get("best_baseline")
+    out = ["### Backchannel type (test frames labelled BACKCHANNEL with a known type)", "",
+           (f"Baselines fitted on the train rows: `type_majority` (the most frequent type), `type_prior` (drawn "
+            f"from the train type shares), `type_last_word` (the most frequent type after the floor party's last "
+            f"word). Majority type share {_f(share)}; best baseline by macro-F1: {best or '–'}."), ""]
+    return out + _table(["system", "accuracy", "macro-F1", "frames"],
+                        [[n, _f(t["accuracy"]), _f(t["macro_f1"]), t["n_frames"]] for n, t in types.items()])
+
+
+def user_onset_table(section: dict) -> list[str]:
+    """ROC AUC and precision at recall 0.95 of backchannel vs take-turn listener onsets, per delay."""
+    sec = section.get("user_onsets") or {}
+    rows, delays = [], []
+    for name, by_def in sec.items():
+        for definition, per_delay in by_def.items():
+            delays = list(per_delay)
+            first = next(iter(per_delay.values()))
+            rows.append([name, definition] + [f"{_f(v['roc_auc'])} / {_f(v['precision_at_recall_0.95'])}"
+                                              for v in per_delay.values()]
+                        + [first["n_backchannel"], first["n_take_turn"]])
+    if not rows:
+        return []
+    out = ["### User onset classification (backchannel vs taking the turn)", "",
+           ("Listener speech onsets while the floor party holds the floor (it speaks at the onset or stopped at "
+            "most 0.2 s before): backchannel candidates (label 1; under `isolated` only the isolated ones) vs "
+            "take-turn onsets (0), decided from the frame whose end is the first at or after onset + delay. "
+            "Cells: ROC AUC / precision at recall 0.95. `lexicon`: 1 when the listener's words visible by then "
+            "pass the lexicon rule, 0.5 before any word, 0 otherwise."), ""]
+    return out + _table(["system", "definition"] + delays + ["backchannels", "take-turns"], rows)
+
+
 def cadence_table(section: dict, definition: str) -> list[str]:
     rows = []
     for name, variant, v in _variants(section["systems"], definition):
@@ -212,8 +251,8 @@ def markdown(report: dict, plots: dict | None = None) -> str:
                    f"pauses. Dev: {d['rows']} rows."), ""]
         if sec.get("onsets_file"):
             o = sec["onsets_file"]
-            lines += [f"Headline onsets: `{o['path']}` ({o['system']}, {o['definition']} definition, variant "
-                      f"{o['variant']}).", ""]
+            lines += [(f"Headline onsets: `{o['path']}` ({o['system']}, {o['definition']} definition, variant "
+                      f"{o['variant']})."), ""]
         for definition in sec["definitions"]:
             lines += [f"### Backchannel events — {definition} definition", ""] + event_table(sec, margins, definition)
             lines += [f"#### Ratio of F1 to the pause gate's ({definition})", ""] + ratio_table(sec, margins, definition)
@@ -221,10 +260,7 @@ def markdown(report: dict, plots: dict | None = None) -> str:
         lines += [f"### Tuned policies ({main} definition; `Policy.from_report` loads these)", ""]
         lines += policy_table(sec, main)
         lines += ["### Frame level (argmax; rules: firing condition vs BACKCHANNEL frames)", ""] + frame_table(sec)
-        types = {n: r["types"] for n, r in sec["systems"].items() if "types" in r and r["types"].get("n_frames")}
-        for name, ty in types.items():
-            lines += [(f"Backchannel type ({name}, on BACKCHANNEL frames): accuracy {cell(ty['accuracy'])}, "
-                       f"macro-F1 {cell(ty['macro_f1'])}; majority type share {cell(ty['majority_share'])}."), ""]
+        lines += type_table(sec) + user_onset_table(sec)
         lines += ["### Turn-taking", ""] + (turn_tables(sec, main) or ["(no system predicts take-turns)", ""])
         lines += [f"### Cadence ({main} definition; model vs human on the same listeners)", "",
                   ("Offsets: onset minus the end of the speaker's last speech (s; negative = in overlap); JS "
@@ -348,6 +384,31 @@ def plot_timeline(row: dict, probs: dict, onsets: dict, path, start: float | Non
     return _save(fig, path)
 
 
+def plot_types(types: dict, path, title: str = "") -> Path:
+    """Confusion matrices of backchannel types, one panel per system (``types``: name -> its
+    ``scoring.type_report``, ``confusion[true][predicted]`` counts): colour = share of the true type's
+    frames, text = frame counts."""
+    from backchannel.lexicon import BC_TYPES
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(types), figsize=(max(5.2 * len(types), 7.0), 4.8), squeeze=False)
+    for ax, (name, rep) in zip(axes[0], types.items()):
+        cm = np.asarray(rep["confusion"], dtype=float)
+        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(BC_TYPES)), BC_TYPES, rotation=35, ha="right", fontsize=8)
+        ax.set_yticks(range(len(BC_TYPES)), BC_TYPES, fontsize=8)
+        ax.set_title(f"{name}: accuracy {_f(rep['accuracy'])}, macro-F1 {_f(rep['macro_f1'])}", fontsize=9)
+        ax.set_xlabel("predicted type")
+        ax.set_ylabel("true type")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -375,6 +436,9 @@ def write_report(report: dict, out_dir, plot_data: dict | None = None) -> list[s
         if d.get("timeline"):
             tl = d["timeline"]
             names.append(plot_timeline(tl["row"], tl["probs"], tl["onsets"], out_dir / f"{corpus}-timeline.png").name)
+        if d.get("types"):
+            names.append(plot_types(d["types"], out_dir / f"{corpus}-types.png",
+                                    f"{corpus} test: backchannel types on BACKCHANNEL frames").name)
         plots[corpus] = names
     (out_dir / "report.md").write_text(markdown(report, plots))
     return [n for names in plots.values() for n in names] + ["report.md"]

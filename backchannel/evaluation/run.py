@@ -15,14 +15,25 @@ from sklearn.metrics import precision_recall_curve
 from backchannel import metrics
 from backchannel.corpora.events import BACKCHANNEL
 
-from . import scoring
+from . import scoring, user_onsets
 from .cli import SYSTEMS
 from .data import definitions, gold_onsets, load_rows, sample_rows, split_summary, turn_onsets
 from .io import export_textgrid, json_safe, write_onsets_jsonl
-from .systems import Head, Logistic, Outputs, PauseGate, RandomCount, System, WardTsukahara
+from .systems import (
+    TYPE_BASELINES,
+    GradientBoosting,
+    Head,
+    Logistic,
+    Outputs,
+    PauseGate,
+    RandomCount,
+    System,
+    TypeBaseline,
+    WardTsukahara,
+)
 from .tuning import PolicyGrid, tune_backchannel, tune_shift_hold, tune_take_turn
 
-HEADLINE_ORDER = ("head", "logistic", "pause_gate", "ward_tsukahara", "random")
+HEADLINE_ORDER = ("head", "gbt", "logistic", "pause_gate", "ward_tsukahara", "random")
 VARIANTS = ("f1", "rate_matched")
 
 #: Published figures on OTHER data (docs/design.md): context, not a like-for-like comparison.
@@ -44,6 +55,7 @@ class EvalSettings:
     ``rate_factor``: the ``rate_matched`` variant keeps dev rates within ``[human / f, human * f]``;
     ``seeds``: random-baseline seeds; ``logistic_train_frames``: train frames featurised (whole rows,
     drawn at random up to this total); ``logistic_fit_frames``: frames the regression is fitted on;
+    ``gbt_fit_frames``, ``gbt_class_weight``: the gradient-boosting baseline's (same train rows);
     ``onsets_variant``: which tuned variant goes into the onsets files.
     """
 
@@ -54,6 +66,8 @@ class EvalSettings:
     seeds: tuple = (0, 1, 2, 3, 4)
     logistic_train_frames: int = 1_500_000
     logistic_fit_frames: int = 300_000
+    gbt_fit_frames: int = 1_000_000
+    gbt_class_weight: str | None = None
     onsets_variant: str = "rate_matched"
     batch_rows: int = 8
 
@@ -68,6 +82,7 @@ def make_systems(names: Sequence[str], predictor=None, settings: EvalSettings | 
         raise ValueError(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
     made = {"pause_gate": PauseGate, "ward_tsukahara": WardTsukahara,
             "logistic": lambda: Logistic(settings.logistic_fit_frames),
+            "gbt": lambda: GradientBoosting(settings.gbt_fit_frames, class_weight=settings.gbt_class_weight),
             "head": lambda: Head(predictor, settings.batch_rows, checkpoint) if predictor is not None else None,
             "random": lambda: None}
     return {n: made[n]() for n in SYSTEMS if n in names}
@@ -135,6 +150,8 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
             rep["shift_hold"]["vap_zero_shot"] = scoring.shift_hold_auc([o.p_shift for o in test], test_rows)
     if all(o.types is not None for o in test):
         rep["types"] = scoring.type_report([o.types for o in test], test_rows)
+    if all(o.onset is not None for o in test):
+        rep["user_onsets"] = user_onsets.user_onsets(test_rows, definitions(test_rows), [o.onset for o in test])
     return rep, extras
 
 
@@ -252,8 +269,25 @@ def evaluate_corpus(corpus: str, dev_rows: list[dict], test_rows: list[dict], *,
             extras[name] = ext
         say(f"{name}: {rep.get('status')} ({section['seconds'][name]:.1f} s)")
     section["ratios"] = _ratios(section["systems"])
+    section["user_onsets"] = {"lexicon": user_onsets.user_onsets(test_rows, definitions(test_rows))} | {
+        n: r["user_onsets"] for n, r in section["systems"].items() if "user_onsets" in r}
+    if train_rows:
+        section["types"] = type_section(train_rows, test_rows, section["systems"], (settings.seeds or (0,))[0])
     section["headline"] = next((s for s in HEADLINE_ORDER if s in extras), None)
     return section, extras
+
+
+def type_section(train_rows, test_rows, systems: dict, seed: int = 0) -> dict:
+    """Backchannel type figures (``scoring.type_report``) of the type baselines fitted on ``train_rows``
+    and of every system that predicts types; ``best_baseline``: the baseline with the highest macro-F1.
+    Empty when no train frame has a type."""
+    if not any(np.any(np.asarray(r["bc_type"]) >= 0) for r in train_rows):
+        return {}
+    out = {f"type_{k}": scoring.type_report(TypeBaseline(k, seed).fit(train_rows).predict(test_rows), test_rows)
+           for k in TYPE_BASELINES}
+    best = max(out, key=lambda k: out[k].get("macro_f1", -1.0))
+    out |= {n: r["types"] for n, r in systems.items() if "types" in r}
+    return {"systems": out, "best_baseline": best}
 
 
 def _ratios(systems: dict) -> dict:
@@ -286,6 +320,10 @@ def _plot_data(corpus, test_rows, extras, section, idx) -> dict:
     gold = [gold_onsets(r, definition) for r in test_rows]
     data = {"corpus": corpus, "definition": definition, "human_offsets": scoring.offsets(gold, test_rows),
             "offsets": {}, "pr_curves": {}, "pr_points": {}, "timeline": None, "types": {}}
+    types = section.get("types")
+    if types:
+        shown = [n for n in types["systems"] if not n.startswith("type_")] + [types["best_baseline"]]
+        data["types"] = {n: types["systems"][n] for n in shown if "confusion" in types["systems"][n]}
     for name, ext in extras.items():
         data["offsets"][f"{name} ({ext['variant']})"] = ext["offsets"]
         if "pr_curve" in ext:
@@ -359,7 +397,7 @@ def evaluate(dataset_dirs, checkpoint=None, out_dir: str | Path = "runs/eval", *
         dev_rows = load_rows(dsd["dev"], f"{corpus}: dev rows", progress)
         test_rows = load_rows(dsd["test"], f"{corpus}: test rows", progress)
         train_rows = None
-        if any(s in systems for s in ("logistic",)) and len(dsd["train"]):
+        if len(dsd["train"]):  # trained systems and the type baselines
             keep = sample_rows(dsd["train"]["n_frames"], settings.logistic_train_frames)
             train_rows = load_rows(dsd["train"], f"{corpus}: train rows", progress, keep)
         load_s = time.perf_counter() - t0

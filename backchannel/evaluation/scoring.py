@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
 
 from backchannel import metrics
 from backchannel.corpora.events import BACKCHANNEL, TAKE_TURN
@@ -60,20 +60,24 @@ def rule_frame_report(probs: Sequence[np.ndarray], rows) -> dict:
             "precision_backchannel": float((y & fired).sum() / fired.sum()) if fired.any() else 0.0,
             "recall_backchannel": float((y & fired).sum() / y.sum()) if y.any() else 0.0,
             "auprc_backchannel": float(average_precision_score(y, s)) if y.any() else math.nan,
-            "n_frames": int(len(y))}
+            "n_frames": len(y)}
 
 
 def type_report(types: Sequence[np.ndarray], rows) -> dict:
-    """Backchannel type (argmax of ``types``) on the frames labelled BACKCHANNEL with a known type."""
+    """Backchannel type (argmax of ``types``) on the frames labelled BACKCHANNEL with a known type: accuracy,
+    macro-F1 over the ``BC_TYPES``, the majority type's share, and the confusion matrix (``confusion[i][j]``:
+    frames of true type i predicted as j)."""
     y = np.concatenate([r["bc_type"] for r in rows]).astype(int)
     p = np.concatenate([np.asarray(t).argmax(axis=1) for t in types])
     keep = y >= 0
     if not keep.any():
         return {"n_frames": 0}
     y, p = y[keep], p[keep]
+    labels = list(range(len(BC_TYPES)))
     return {"accuracy": float(np.mean(y == p)),
-            "macro_f1": float(f1_score(y, p, labels=list(range(len(BC_TYPES))), average="macro", zero_division=0)),
-            "majority_share": float(np.bincount(y).max() / len(y)), "n_frames": int(len(y))}
+            "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
+            "majority_share": float(np.bincount(y).max() / len(y)), "n_frames": len(y),
+            "confusion": confusion_matrix(y, p, labels=labels).tolist()}
 
 
 def shift_hold_predictions(runs: Sequence[Run], rows, pad: float = 0.05, dur: float = 0.10):
@@ -129,4 +133,4 @@ def take_turn_report(runs: Sequence[Run], rows, margins) -> dict:
             "coverage": float(np.mean(~np.isnan(lat))) if len(lat) else math.nan,
             "human_median_latency": float(np.median(human)) if len(human) else math.nan,
             "false_in_speech": int(false), "false_in_speech_per_minute": false / minutes if minutes else math.nan,
-            "n_shift_pauses": int(len(lat))}
+            "n_shift_pauses": len(lat)}
