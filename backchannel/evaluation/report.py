@@ -159,9 +159,9 @@ def type_table(section: dict) -> list[str]:
     out = ["### Backchannel type (test frames labelled BACKCHANNEL with a known type)", "",
            (f"Baselines fitted on the train rows: `type_majority` (the most frequent type), `type_prior` (drawn "
             f"from the train type shares), `type_last_word` (the most frequent type after the floor party's last "
-            f"word). Majority type share {_f(share)}; best baseline by macro-F1: {best or '–'}."), ""]
-    return out + _table(["system", "accuracy", "macro-F1", "frames"],
-                        [[n, _f(t["accuracy"]), _f(t["macro_f1"]), t["n_frames"]] for n, t in types.items()])
+            f"word). Majority type share {cell(share)}; best baseline by macro-F1: {best or '–'}."), ""]
+    return out + md_table(["system", "accuracy", "macro-F1", "frames"],
+                        [[n, cell(t["accuracy"]), cell(t["macro_f1"]), t["n_frames"]] for n, t in types.items()])
 
 
 def user_onset_table(section: dict) -> list[str]:
@@ -172,7 +172,7 @@ def user_onset_table(section: dict) -> list[str]:
         for definition, per_delay in by_def.items():
             delays = list(per_delay)
             first = next(iter(per_delay.values()))
-            rows.append([name, definition] + [f"{_f(v['roc_auc'])} / {_f(v['precision_at_recall_0.95'])}"
+            rows.append([name, definition] + [f"{cell(v['roc_auc'])} / {cell(v['precision_at_recall_0.95'])}"
                                               for v in per_delay.values()]
                         + [first["n_backchannel"], first["n_take_turn"]])
     if not rows:
@@ -183,7 +183,7 @@ def user_onset_table(section: dict) -> list[str]:
             "take-turn onsets (0), decided from the frame whose end is the first at or after onset + delay. "
             "Cells: ROC AUC / precision at recall 0.95. `lexicon`: 1 when the listener's words visible by then "
             "pass the lexicon rule, 0.5 before any word, 0 otherwise."), ""]
-    return out + _table(["system", "definition"] + delays + ["backchannels", "take-turns"], rows)
+    return out + md_table(["system", "definition"] + delays + ["backchannels", "take-turns"], rows)
 
 
 def cadence_table(section: dict, definition: str) -> list[str]:
@@ -402,7 +402,7 @@ def plot_types(types: dict, path, title: str = "") -> Path:
                         color="white" if share[i, j] > 0.5 else "black")
         ax.set_xticks(range(len(BC_TYPES)), BC_TYPES, rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(len(BC_TYPES)), BC_TYPES, fontsize=8)
-        ax.set_title(f"{name}: accuracy {_f(rep['accuracy'])}, macro-F1 {_f(rep['macro_f1'])}", fontsize=9)
+        ax.set_title(f"{name}: accuracy {cell(rep['accuracy'])}, macro-F1 {cell(rep['macro_f1'])}", fontsize=9)
         ax.set_xlabel("predicted type")
         ax.set_ylabel("true type")
     fig.suptitle(title, fontsize=10)
