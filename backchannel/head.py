@@ -1,10 +1,20 @@
-"""The timing head: per 80 ms frame, action logits (SILENT, BACKCHANNEL, TAKE_TURN) and backchannel
-type logits (``lexicon.BC_TYPES``), on top of frozen backbone states or raw frame features.
+"""The timing head: per 80 ms frame, action logits (SILENT, BACKCHANNEL, TAKE_TURN), backchannel type logits
+(``lexicon.BC_TYPES``) and, optionally, a user-onset logit, on top of frozen backbone states.
+
+- **Direct inputs** (``direct=True``): besides the backbone state, the head reads the frame's own voice
+  activity of both parties and, with ``text_vocab``, its own embedding of both parties' words (the
+  ``FrameInputs`` the backbone read), so exact timing and lexical cues reach it undiluted.
+- **Onset output** (``onset=True``): at frames just after a listener speech onset while the floor party holds
+  the floor, the logit that this speech is a backchannel (not a take-turn): the "user backchannel vs barge-in"
+  decision when the model listens to the user (roles reversed).
 
 Class imbalance (most frames are SILENT) is handled explicitly in :func:`head_loss`: per-class
 weights (e.g. :func:`inverse_frequency_weights`) and/or the focal loss of Lin et al. (2017).
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,33 +26,65 @@ from backchannel.lexicon import BC_TYPES
 IGNORE_INDEX = -100
 
 
-class TimingHead(nn.Module):
-    """``kind="gru"``: LayerNorm -> one GRU layer -> two linear outputs (carries a hidden state in
-    ``step``); ``kind="mlp"``: LayerNorm -> Linear -> GELU -> two linear outputs (frame-wise).
+class HeadOutputs(NamedTuple):
+    """Logits per frame: ``action [..., 3]``, ``bc_type [..., 5]``, ``onset [...]`` (None without the output)."""
 
-    ``forward(x [B, T, input_dim]) -> (action_logits [B, T, 3], type_logits [B, T, 5])``.
+    action: Tensor
+    bc_type: Tensor
+    onset: Tensor | None = None
+
+
+class TimingHead(nn.Module):
+    """``kind="gru"``: LayerNorm -> one GRU layer -> linear outputs (carries a hidden state in ``step``);
+    ``kind="mlp"``: LayerNorm -> Linear -> GELU -> linear outputs (frame-wise). See the module docstring for
+    ``direct``, ``text_vocab`` (ids of ``text.TextTokenizer``, 0 = no text embedding), ``text_dim`` and ``onset``.
+
+    ``forward(x [B, T, input_dim], inputs=None) -> HeadOutputs``; ``inputs``: the ``FrameInputs`` (or dict)
+    the backbone read, needed when ``direct``.
     """
 
     def __init__(self, input_dim: int, hidden: int = 64, kind: str = "gru", dropout: float = 0.0,
-                 n_actions: int = len(ACTIONS), n_types: int = len(BC_TYPES)):
+                 n_actions: int = len(ACTIONS), n_types: int = len(BC_TYPES), *, direct: bool = False,
+                 text_vocab: int = 0, text_dim: int = 16, onset: bool = False):
         super().__init__()
         if kind not in ("gru", "mlp"):
             raise ValueError(f"head kind must be 'gru' or 'mlp', got {kind!r}")
-        self.kind, self.hidden = kind, hidden
+        if text_vocab and not direct:
+            raise ValueError("a head text embedding (text_vocab) needs direct=True")
+        self.kind, self.hidden, self.direct = kind, hidden, direct
+        self.text = nn.Embedding(text_vocab, text_dim, padding_idx=0) if text_vocab else None
+        extra = (2 + (2 * text_dim if text_vocab else 0)) if direct else 0
         self.norm = nn.LayerNorm(input_dim)
+        width = input_dim + extra
         if kind == "gru":
-            self.body = nn.GRU(input_dim, hidden, batch_first=True)
+            self.body = nn.GRU(width, hidden, batch_first=True)
         else:
-            self.body = nn.Sequential(nn.Linear(input_dim, hidden), nn.GELU())
+            self.body = nn.Sequential(nn.Linear(width, hidden), nn.GELU())
         self.drop = nn.Dropout(dropout)
         self.action = nn.Linear(hidden, n_actions)
         self.bc_type = nn.Linear(hidden, n_types)
+        self.onset = nn.Linear(hidden, 1) if onset else None
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _input(self, x: Tensor, inputs: Mapping | None) -> Tensor:
         h = self.norm(x)
+        if not self.direct:
+            return h
+        if inputs is None:
+            raise ValueError("this head reads the frame inputs too (direct=True): pass inputs")
+        parts = [h, inputs["va_listener"].to(h.dtype).unsqueeze(-1), inputs["va_speaker"].to(h.dtype).unsqueeze(-1)]
+        if self.text is not None:
+            ids = inputs["text_ids"].long().clamp(0, self.text.num_embeddings - 1)  # [..., 2, K]
+            e = self.text(ids).sum(-2)  # [..., 2, text_dim]
+            parts.append(e.flatten(-2).to(h.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def _outputs(self, h: Tensor) -> HeadOutputs:
+        return HeadOutputs(self.action(h), self.bc_type(h), self.onset(h)[..., 0] if self.onset is not None else None)
+
+    def forward(self, x: Tensor, inputs: Mapping | None = None) -> HeadOutputs:
+        h = self._input(x, inputs)
         h = self.body(h)[0] if self.kind == "gru" else self.body(h)
-        h = self.drop(h)
-        return self.action(h), self.bc_type(h)
+        return self._outputs(self.drop(h))
 
     def init_state(self, batch_size: int = 1) -> Tensor | None:
         """GRU hidden ``[1, B, hidden]`` of zeros (``None`` for the MLP)."""
@@ -58,10 +100,10 @@ class TimingHead(nn.Module):
             state[:, torch.as_tensor(mask, dtype=torch.bool).reshape(-1)] = 0
 
     @torch.inference_mode()
-    def step(self, state: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One frame ``x [B, input_dim]`` -> ``(action_logits [B, 3], type_logits [B, 5], state)``. A stream
-        whose new hidden state is not finite keeps its old one (one bad frame costs that frame only)."""
-        h = self.norm(x)
+    def step(self, state: Tensor | None, x: Tensor, inputs: Mapping | None = None) -> tuple[HeadOutputs, Tensor | None]:
+        """One frame ``x [B, input_dim]`` (and its ``inputs`` when ``direct``) -> ``(HeadOutputs, state)``. A
+        stream whose new hidden state is not finite keeps its old one (one bad frame costs that frame only)."""
+        h = self._input(x, inputs)
         if self.kind == "gru":
             g = self.body
             h = torch.gru_cell(h, state[0], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
@@ -69,7 +111,13 @@ class TimingHead(nn.Module):
             state = torch.where(ok, h, state[0]).unsqueeze(0)
         else:
             h = self.body(h)
-        return self.action(h), self.bc_type(h), state
+        return self._outputs(h), state
+
+    def config(self) -> dict:
+        """What rebuilds this head (``TimingHead(**config)``)."""
+        return {"input_dim": self.norm.normalized_shape[0], "hidden": self.hidden, "kind": self.kind,
+                "direct": self.direct, "text_vocab": self.text.num_embeddings if self.text is not None else 0,
+                "text_dim": self.text.embedding_dim if self.text is not None else 16, "onset": self.onset is not None}
 
 
 def focal_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -92,8 +140,11 @@ def focal_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = 
 
 def head_loss(action_logits: Tensor, type_logits: Tensor, action: Tensor, bc_type: Tensor,
               class_weights: Tensor | None = None, focal_gamma: float = 0.0,
-              type_weights: Tensor | None = None, type_loss_weight: float = 1.0) -> dict[str, Tensor]:
-    """Action loss over all labelled frames plus type loss on BACKCHANNEL frames only.
+              type_weights: Tensor | None = None, type_loss_weight: float = 1.0, onset_logits: Tensor | None = None,
+              onset: Tensor | None = None, onset_loss_weight: float = 1.0) -> dict[str, Tensor]:
+    """Action loss over all labelled frames plus type loss on BACKCHANNEL frames only, plus (with
+    ``onset_logits``) the binary cross-entropy of the onset output on frames with an ``onset`` target (1:
+    the listener's current speech is a backchannel, 0: a take-turn; negative: none), class-balanced.
 
     ``action_logits [..., 3]``, ``type_logits [..., 5]``, ``action [...]`` (negative = ignore),
     ``bc_type [...]`` (``lexicon.BC_TYPE_INDEX`` of the upcoming backchannel; negative where none, as
@@ -108,7 +159,21 @@ def head_loss(action_logits: Tensor, type_logits: Tensor, action: Tensor, bc_typ
     type_loss = focal_cross_entropy(type_logits.reshape(-1, type_logits.shape[-1]), type_target,
                                     type_weights, focal_gamma)
     loss = action_loss + type_loss_weight * type_loss
-    return {"loss": loss, "action_loss": action_loss, "type_loss": type_loss}
+    out = {"action_loss": action_loss, "type_loss": type_loss}
+    if onset_logits is not None and onset is not None:
+        y = onset.reshape(-1).long()
+        keep = y >= 0
+        z = onset_logits.reshape(-1)[keep].float()
+        y = y[keep].float()
+        if len(y):
+            pos = y.sum().clamp(min=1.0)
+            neg = (1 - y).sum().clamp(min=1.0)
+            w = torch.where(y > 0, 0.5 / pos, 0.5 / neg)  # each class carries half the loss
+            out["onset_loss"] = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * w).sum()
+        else:
+            out["onset_loss"] = onset_logits.sum() * 0.0
+        loss = loss + onset_loss_weight * out["onset_loss"]
+    return {"loss": loss, **out}
 
 
 def inverse_frequency_weights(labels, n_classes: int, power: float = 1.0) -> Tensor:

@@ -44,7 +44,7 @@ from .dialogue import Dialogue
 from .errors import CorpusError
 from .events import BC_KINDS, LabelSettings
 from .framing import frame_dialogue
-from .mining import mine_dialogue
+from .mining import merge_spans, mine_dialogue, speech_spans
 
 SPLITS = ("train", "dev", "test")
 FORMAT = "backchannel.prepared/1"
@@ -351,7 +351,8 @@ def _write(dialogues, tmp: Path, *, corpus: str, settings: LabelSettings, progre
                 if not keep(listener):
                     continue
                 row.update(corpus=d.corpus, split=d.split)
-                speech_s = float(np.sum(row["va_listener"], dtype=np.float64)) * FRAME_S
+                spans = merge_spans(speech_spans(d.channels[listener]))  # all its speech, backchannels included
+                speech_s = float(np.sum(spans[:, 1] - spans[:, 0])) if len(spans) else 0.0
                 if speech_s < LOW_SPEECH_S:
                     low.append({"dialogue": d.id, "listener": listener, "split": d.split,
                                 "speech_s": round(speech_s, 3),

@@ -6,6 +6,11 @@
 action label per frame and the backchannel type, plus the event lists evaluation needs. Which
 events label which frames is ``action_onsets`` (the backchannel definition) and ``label_frames``
 (the horizon). NaN never leaves this module: a NaN or infinite feature raises ``ValueError``.
+
+The listener's input streams (``va_listener``, ``text_listener``) leave out its backchannel candidates:
+they are what is predicted, so a model must not hear them (a live listener is the bot, whose own
+backchannels have not happened yet when it decides). The rest of its speech stays: a bot knows what it
+said. The floor party's streams are whole.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from backchannel.lexicon import BC_TYPE_INDEX
 
 from .dialogue import ChannelAudio, Dialogue
 from .events import BACKCHANNEL, IGNORE, SILENT, TAKE_TURN, BackchannelEvent, LabelSettings, TurnEvent
-from .mining import DialogueEvents, ListenerEvents, merge_spans, speech_spans
+from .mining import DialogueEvents, ListenerEvents, _without, merge_spans, speech_spans
 
 
 def action_onsets(backchannels: list[BackchannelEvent], turns: list[TurnEvent],
@@ -78,6 +83,18 @@ def _word_table(words) -> tuple[np.ndarray, np.ndarray, list[str]]:
     ends = np.fromiter((w.end for w in words), dtype=np.float64, count=len(words))
     starts = np.fromiter((w.start for w in words), dtype=np.float64, count=len(words))
     return ends, starts, [w.text.strip() for w in words]
+
+
+def _words_outside(table, events):
+    """The word table without the words lying inside an event's ``[onset, offset]``."""
+    ends, starts, texts = table
+    if not events or len(ends) == 0:
+        return table
+    inside = np.zeros(len(ends), dtype=bool)
+    for e in events:
+        inside |= (starts >= e.onset - 1e-6) & (ends <= e.offset + 1e-6)
+    keep = ~inside
+    return ends[keep], starts[keep], [t for t, k in zip(texts, keep) if k]
 
 
 def _text_stream(table, n: int) -> list[str]:
@@ -197,7 +214,8 @@ def _frame(dialogue: Dialogue, listener: str, events, cfg: LabelSettings, shared
     others = [c for s, c in dialogue.channels.items() if s != listener]
     f_audio = others[0].audio if len(others) == 1 else None
     f_spans, f_words = shared.floor(listener)
-    spans = {"listener": shared.spans[listener], "speaker": f_spans}
+    bcs = ev.backchannels
+    spans = {"listener": _without(shared.spans[listener], bcs), "speaker": f_spans}  # (module docstring)
     for role, x in spans.items():
         if not np.isfinite(x).all():
             raise ValueError(f"{where}: NaN/inf word time in stream 'va_{role}'")
@@ -208,6 +226,8 @@ def _frame(dialogue: Dialogue, listener: str, events, cfg: LabelSettings, shared
     for j, (role, audio) in enumerate((("listener", lch.audio), ("speaker", f_audio))):
         if audio is not None:
             va[role], p, m = _audio_frames(audio, n, f"{where}: {role}")
+            if role == "listener" and bcs:  # its backchannels' share of each frame is not heard
+                va[role] = np.clip(va[role] - interval_activity([(b.onset, b.offset) for b in bcs], n), 0.0, 1.0)
             prosody[:, 4 * j : 4 * j + 4], mask[:, 4 * j : 4 * j + 4] = p, m
             src[role] = "audio"
         else:
@@ -216,7 +236,6 @@ def _frame(dialogue: Dialogue, listener: str, events, cfg: LabelSettings, shared
     va_source = src["listener"] if src["listener"] == src["speaker"] else \
         f"listener={src['listener']},speaker={src['speaker']}"
 
-    bcs = ev.backchannels
     shifts = [t.onset for t in ev.turns if t.kind == "shift"]
     interruptions = [t.onset for t in ev.turns if t.kind == "interruption"]
     onsets, labelled = action_onsets(bcs, ev.turns, cfg)
@@ -236,7 +255,7 @@ def _frame(dialogue: Dialogue, listener: str, events, cfg: LabelSettings, shared
         "va_speaker": va["speaker"].astype(np.float32),
         "prosody": prosody,
         "prosody_mask": mask,
-        "text_listener": _text_stream(shared.words[listener], n),
+        "text_listener": _text_stream(_words_outside(shared.words[listener], bcs), n),
         "text_speaker": _text_stream(f_words, n),
         "action": action,
         "bc_type": bc_type,

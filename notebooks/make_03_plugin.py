@@ -71,7 +71,7 @@ backchannel probability on this slice (said below)."""),
 
 with torch.inference_mode():
     inputs, _ = FrameInputs.collate([FrameInputs.from_row(row, model.features.tokenizer)])
-    action_logits, _ = model.head(model.backbone(inputs))
+    action_logits = model.head(model.backbone(inputs), inputs).action
 p_offline = action_logits[0].softmax(-1)[:, 1].numpy()
 if weights == RANDOM_WEIGHTS:
     threshold = float(np.percentile(p_offline, 95))

@@ -57,12 +57,18 @@ class HeadOutputError(ValueError):
     """A head returned logits of the wrong shape."""
 
 
-def head_outputs(action_logits, type_logits, batch: int) -> tuple[list, list]:
-    """Softmax of ``[B, 3]`` / ``[B, 5]`` logits as nested lists; ``HeadOutputError`` for any other shape."""
+def head_outputs(out, batch: int) -> tuple[list, list, list | None]:
+    """A head's ``HeadOutputs`` of one frame as nested lists: softmax of the ``[B, 3]`` action and ``[B, 5]``
+    type logits, sigmoid of the ``[B]`` onset logits (None without); ``HeadOutputError`` for any other shape."""
+    action_logits, type_logits, onset = out
     if tuple(action_logits.shape) != (batch, len(ACTIONS)) or tuple(type_logits.shape) != (batch, len(BC_TYPES)):
         raise HeadOutputError(f"head gave action logits {tuple(action_logits.shape)} and type logits "
-                         f"{tuple(type_logits.shape)}; expected ({batch}, {len(ACTIONS)}) and ({batch}, {len(BC_TYPES)})")
-    return action_logits.float().softmax(-1).tolist(), type_logits.float().softmax(-1).tolist()
+                              f"{tuple(type_logits.shape)}; expected ({batch}, {len(ACTIONS)}) and "
+                              f"({batch}, {len(BC_TYPES)})")
+    if onset is not None and tuple(onset.shape) != (batch,):
+        raise HeadOutputError(f"head gave onset logits {tuple(onset.shape)}; expected ({batch},)")
+    return (action_logits.float().softmax(-1).tolist(), type_logits.float().softmax(-1).tolist(),
+            None if onset is None else onset.float().sigmoid().tolist())
 
 
 def _finite(row) -> bool:
@@ -100,6 +106,7 @@ class StreamingListener:
         self.deadline_s = deadline_s
         self.quiet = False
         self.last_latency_s = math.nan  # wall time of the last model call
+        self.last_onset: float | None = None  # the head's p(the listener's current speech is a backchannel)
         self._faults = Faults("streaming listener", logger or log)
         self.reset()
 
@@ -151,31 +158,34 @@ class StreamingListener:
             raise ValueError("this listener has no backbone: feed hidden states with step_hidden()")
         return self._model(lambda: self._backbone_head(inputs))
 
-    def step_hidden(self, hidden: torch.Tensor) -> Decision:
+    def step_hidden(self, hidden: torch.Tensor, inputs: Mapping | None = None) -> Decision:
         """Decide the next frame from a backbone hidden state ``[1, d]`` computed by the host (e.g. a
-        duplex model's own loop): head + policy only, with the same fault isolation."""
-        return self._model(lambda: self._head(hidden))
+        duplex model's own loop), and the frame's inputs if the head reads them: head + policy only, with the
+        same fault isolation."""
+        return self._model(lambda: self._head(hidden, inputs))
 
     def _backbone_head(self, inputs):
         hidden, self.backbone_state = self.backbone.step(self.backbone_state, inputs)
-        return self._head(hidden)
+        return self._head(hidden, inputs)
 
-    def _head(self, hidden):
-        action_logits, type_logits, self.head_state = self.head.step(self.head_state, hidden)
-        return head_outputs(action_logits, type_logits, 1)
+    def _head(self, hidden, inputs=None):
+        out, self.head_state = self.head.step(self.head_state, hidden, inputs)
+        return head_outputs(out, 1)
 
     def _model(self, call) -> Decision:
         t, head_state = self.t, self.head_state
         start = time.perf_counter()
+        self.last_onset = None
         try:
-            probs, type_probs = call()
+            probs, type_probs, onset = call()
         except Exception as err:  # noqa: BLE001 -- fault isolation: any failure silences the frame
             kind = "model:output" if isinstance(err, HeadOutputError) else f"model:{type(err).__name__}"
             return self._decide(fault=self._faults.record(kind, t, err))
         self.last_latency_s = elapsed = time.perf_counter() - start
-        if not (_finite(probs[0]) and _finite(type_probs[0])):  # keep the head's state finite: drop the frame
+        if not (_finite(probs[0]) and _finite(type_probs[0]) and _finite(onset or [])):  # keep the state finite
             self.head_state = head_state
             return self._decide(fault=self._faults.record("model:nan", t, detail="non-finite probabilities"))
+        self.last_onset = None if onset is None else onset[0]
         if elapsed > self.deadline_s:
             detail = f"model call took {elapsed * 1e3:.1f} ms, deadline {self.deadline_s * 1e3:.1f} ms"
             return self._decide(probs[0], type_probs[0], fault=self._faults.record("deadline", t, detail=detail))
@@ -240,6 +250,7 @@ class ListenerPool:
         self.deadline_s = deadline_s
         self.quiet = [False] * n_sessions
         self.last_latency_s = math.nan
+        self.last_onset: list | None = None  # per session, the head's onset probability of the last frame
         self._faults = Faults("listener pool", logger or log)
         self.feature_states = self.features.init_state(self.n)
         self.backbone_state = self.backbone.init_state(self.n)
@@ -298,13 +309,14 @@ class ListenerPool:
         start = time.perf_counter()
         try:
             hidden, self.backbone_state = self.backbone.step(self.backbone_state, inputs)
-            action_logits, type_logits, self.head_state = self.head.step(self.head_state, hidden)
-            probs, type_probs = head_outputs(action_logits, type_logits, self.n)
+            out, self.head_state = self.head.step(self.head_state, hidden, inputs)
+            probs, type_probs, onset = head_outputs(out, self.n)
         except Exception as err:  # noqa: BLE001 -- fault isolation: any failure silences the frame
             kind = "model:output" if isinstance(err, HeadOutputError) else f"model:{type(err).__name__}"
             kind = self._faults.record(kind, self.t(), err)
             return self._decide_all(None, None, [kind] * self.n)
         self.last_latency_s = elapsed = time.perf_counter() - start
+        self.last_onset = onset
         for i in range(self.n):
             if faults[i] is None and not (_finite(probs[i]) and _finite(type_probs[i])):  # silences that session
                 faults[i] = self._faults.record("model:nan", self.t(i), detail=f"non-finite probabilities, session {i}")

@@ -16,6 +16,7 @@ from backchannel.corpora.dataset import build_dataset
 from backchannel.corpora.dialogue import Channel, Word
 
 from backchannel.frames import FRAME_S, time_to_frame
+from backchannel.head import HeadOutputs
 
 DIALOGUE, SLICE_S = "q8ec6", 30.0  # 30 s with gold backchannels and take-turns for both listeners
 
@@ -185,10 +186,10 @@ class OracleHead:
     def init_state(self, batch_size: int = 1):
         return 0
 
-    def step(self, state, x):
+    def step(self, state, x, inputs=None):
         actions = torch.full((x.shape[0], 3), -30.0)
         actions[:, 1 if state in self.fire else 0] = 30.0
-        return actions, torch.zeros((x.shape[0], 5)), state + 1
+        return HeadOutputs(actions, torch.zeros((x.shape[0], 5))), state + 1
 
 
 def test_the_benchmark_scores_a_listener_from_pcm_on_the_audio_clock(tiny_slice, tmp_path):

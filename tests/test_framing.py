@@ -8,6 +8,7 @@ from backchannel.corpora.dialogue import Channel, ChannelAudio, Dialogue, Word
 from backchannel.corpora.events import BACKCHANNEL, IGNORE, SILENT, TAKE_TURN, LabelSettings
 from backchannel.corpora.framing import action_onsets, frame_listener, label_frames, text_stream
 from backchannel.corpora.mining import mine_dialogue
+from backchannel.frames import interval_activity
 from backchannel.lexicon import BC_TYPE_INDEX
 from test_mining import isolation_case, tagged, three_party, two_party, utt  # hand-built dialogues
 
@@ -183,12 +184,16 @@ def test_two_party_frames():
     assert (r["bc_type"][23:30] == BC_TYPE_INDEX["continuer"]).all()
     assert (r["bc_type"][43:50] == BC_TYPE_INDEX["agreement"]).all()
     assert (r["bc_type"][r["action"] != BACKCHANNEL] == -1).all()
-    # voice activity: "mhm" 2.4-2.7 covers frame 30 [2.40, 2.48) fully, frame 33 [2.64, 2.72) for 0.06 s
-    assert r["va_listener"][30] == pytest.approx(1.0) and r["va_listener"][33] == pytest.approx(0.75)
+    # voice activity: "mhm" 2.4-2.7 would cover frame 30 [2.40, 2.48) fully, frame 33 [2.64, 2.72) for 0.06 s,
+    # but a listener's backchannel candidates are left out of its input streams (what is predicted is not
+    # heard): both frames are silent, and the word is not in its text stream
+    assert r["va_listener"][30] == 0.0 and r["va_listener"][33] == 0.0
+    assert not any("mhm" in w for w in r["text_listener"])
     assert r["va_speaker"][25] == 0.0 and r["va_speaker"][10] == 1.0
     assert r["va_listener"].dtype == np.float32 and r["va_listener"].shape == (n,)
-    # text: "mhm" ends 2.7 -> frame 33; A's "north" ends 2.0 -> frame 25
-    assert r["text_listener"][33] == "mhm" and r["text_speaker"][25] == "north"
+    # text: "mhm" (ends 2.7 -> frame 33) is a backchannel candidate: not in the listener's text; A's "north"
+    # ends 2.0 -> frame 25
+    assert r["text_listener"][33] == "" and r["text_speaker"][25] == "north"
     assert r["prosody"].shape == (n, 8) and not r["prosody_mask"].any() and not r["prosody"].any()
     assert r["bc_onsets"].tolist() == [2.4, 4.0] and r["bc_offsets"].tolist() == [2.7, 4.3]
     assert r["bc_forms"] == ["mhm", "yeah"] and r["bc_sources"] == ["lexicon", "lexicon"]
@@ -237,7 +242,10 @@ def test_audio_prosody_and_masks():
     d = with_audio(audio(n), audio(150, f0_st=f0, voiced=voiced, low_pitch=low))
     r = frame_listener(d, "B", mine_dialogue(d))
     assert r["va_source"] == "audio"
-    assert r["va_listener"][:150].tolist() == [0.5] * 150 and (r["va_listener"][150:] == 0).all()
+    # the listener's VAD activity, less the share of its own backchannel candidates (left out of its input)
+    bc = interval_activity([(b.onset, b.offset) for b in mine_dialogue(d)["B"].backchannels], n)
+    assert r["va_listener"][:150].tolist() == pytest.approx(np.clip(0.5 - bc[:150], 0, 1).tolist())
+    assert (r["va_listener"][150:] == 0).all() and bc[:150].any()
     p, m = r["prosody"], r["prosody_mask"]
     assert m[:150, 0].sum() == 149 and not m[10, 0] and not m[10, 1] and m[10, 2] and m[10, 3]
     assert not m[150:, :4].any() and m[:, 4:].all()  # listener audio ends at 150 frames; speaker's covers all

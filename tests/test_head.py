@@ -18,11 +18,11 @@ def test_step_equals_forward(kind):
     head = TimingHead(24, hidden=16, kind=kind).eval()
     x = torch.randn(3, 40, 24)
     with torch.no_grad():
-        actions, types = head(x)
-    assert actions.shape == (3, 40, 3) and types.shape == (3, 40, 5)
+        actions, types, onset = head(x)
+    assert actions.shape == (3, 40, 3) and types.shape == (3, 40, 5) and onset is None
     state, got_a, got_t = head.init_state(3), [], []
     for t in range(40):
-        a, b, state = head.step(state, x[:, t])
+        (a, b, _), state = head.step(state, x[:, t])
         got_a.append(a)
         got_t.append(b)
     torch.testing.assert_close(torch.stack(got_a, 1), actions, atol=1e-5, rtol=0)
@@ -46,7 +46,7 @@ def test_head_on_raw_frame_features():
     head = TimingHead(feats.hidden_size, kind="mlp")
     frames = {"va_listener": torch.rand(2, 7), "va_speaker": torch.rand(2, 7),
               "prosody": torch.randn(2, 7, 8), "prosody_mask": torch.ones(2, 7, 8, dtype=torch.bool)}
-    actions, types = head(feats(frames))
+    actions, types, _ = head(feats(frames))
     assert actions.shape == (2, 7, 3) and types.shape == (2, 7, 5)
 
 
@@ -102,7 +102,7 @@ def test_class_weights_change_the_action_loss():
 def test_loss_backpropagates_to_the_head():
     torch.manual_seed(2)
     head = TimingHead(8, hidden=8)
-    actions, types = head(torch.randn(2, 5, 8))
+    actions, types, _ = head(torch.randn(2, 5, 8))
     action = torch.randint(0, 3, (2, 5))
     bc_type = torch.randint(0, 5, (2, 5))
     head_loss(actions, types, action, bc_type, focal_gamma=1.0)["loss"].backward()
@@ -119,3 +119,39 @@ def test_inverse_frequency_weights():
 def test_bad_kind():
     with pytest.raises(ValueError, match="'gru' or 'mlp'"):
         TimingHead(8, kind="lstm")
+
+
+@pytest.mark.parametrize("kind", ["gru", "mlp"])
+def test_direct_inputs_text_and_onset_output_step_equals_forward(kind):
+    """A head reading the frame inputs too (voice activity, its own text embedding) with the onset output:
+    streaming equals batched; the direct inputs change its output; it refuses to run without them."""
+    torch.manual_seed(3)
+    head = TimingHead(12, hidden=16, kind=kind, direct=True, text_vocab=50, text_dim=4, onset=True).eval()
+    x = torch.randn(2, 30, 12)
+    inputs = {"va_listener": torch.rand(2, 30), "va_speaker": torch.rand(2, 30),
+              "text_ids": torch.randint(0, 50, (2, 30, 2, 2))}
+    with torch.no_grad():
+        out = head(x, inputs)
+        other = head(x, {**inputs, "text_ids": torch.zeros(2, 30, 2, 2, dtype=torch.long)})
+    assert out.onset.shape == (2, 30) and not torch.allclose(out.action, other.action)
+    state, steps = head.init_state(2), []
+    for t in range(30):
+        o, state = head.step(state, x[:, t], {k: v[:, t] for k, v in inputs.items()})
+        steps.append(o)
+    for i, name in enumerate(("action", "bc_type", "onset")):
+        torch.testing.assert_close(torch.stack([s[i] for s in steps], 1), out[i], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="pass inputs"):
+        head(x)
+    assert TimingHead(**head.config()).config() == head.config()  # what a checkpoint rebuilds
+
+
+def test_onset_loss_is_class_balanced_and_masked():
+    """Onset BCE: each class carries half the loss, frames without a target (-1) count for nothing."""
+    z = torch.tensor([[0.0, math.log(3.0), 2.0, 5.0]])  # sigmoid: 0.5, 0.75, ...
+    y = torch.tensor([[1, 1, 0, -1]])
+    out = head_loss(torch.zeros(1, 4, 3), torch.zeros(1, 4, 5), torch.zeros(1, 4, dtype=torch.long),
+                    torch.full((1, 4), -1), onset_logits=z, onset=y, onset_loss_weight=2.0)
+    bce_pos = (-math.log(0.5) - math.log(0.75)) / 2  # mean over the two positives
+    bce_neg = -math.log(1 - 1 / (1 + math.exp(-2.0)))  # the one negative
+    assert out["onset_loss"].item() == pytest.approx(0.5 * bce_pos + 0.5 * bce_neg, rel=1e-6)
+    assert out["loss"].item() == pytest.approx(out["action_loss"].item() + 2.0 * out["onset_loss"].item(), rel=1e-6)

@@ -16,7 +16,7 @@ from backchannel.plugin.listener import ListenerPool, StreamingListener, run_off
 
 from backchannel.backbones import TimingBackbone
 from backchannel.frames import FRAME_S
-from backchannel.head import TimingHead
+from backchannel.head import HeadOutputs, TimingHead
 from backchannel.policy import Policy
 from backchannel.text import TextTokenizer
 
@@ -79,7 +79,7 @@ def batched(frames: list[dict], tokenizer=None) -> dict[str, torch.Tensor]:
 
 def offline_probs(backbone, head, frames) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
-        actions, types = head(backbone(batched(frames)))
+        actions, types, _ = head(backbone(batched(frames)))
     return actions.softmax(-1)[0].double().numpy(), types.softmax(-1)[0].double().numpy()
 
 
@@ -188,13 +188,13 @@ def test_pool_isolates_one_sessions_faults(model, caplog):
     bad[1][5] = {"va_listener": 0.0}  # session 1: a broken frame at tick 5
 
     class RowNaN(FlakyHead):  # session 2: NaN output and state at tick 8
-        def step(self, state, x):
+        def step(self, state, x, inputs=None):
             i, self.calls = self.calls, self.calls + 1
-            a, b, state = self.head.step(state, x)
+            (a, b, _), state = self.head.step(state, x)
             if i == 8:
                 a, state = a.clone(), state.clone()
                 a[2], state[:, 2] = float("nan"), float("nan")
-            return a, b, state
+            return HeadOutputs(a, b), state
 
     policy = Policy(on=1.0, take_turn=0.0)  # healthy frames are TAKE_TURN
     pool = ListenerPool(backbone, RowNaN(head), policy, 3, deadline_s=NO_DEADLINE)
@@ -239,16 +239,16 @@ class FlakyHead:
     def init_state(self, batch_size=1):
         return self.head.init_state(batch_size)
 
-    def step(self, state, x):
+    def step(self, state, x, inputs=None):
         i, self.calls = self.calls, self.calls + 1
         if i in self.raise_at:
             raise RuntimeError(f"injected failure at call {i}")
         if i in self.sleep_at:
             time.sleep(self.sleep_s)
-        a, b, state = self.head.step(state, x)
+        (a, b, _), state = self.head.step(state, x)
         if i in self.nan_at:  # a NaN that also poisons the recurrent state
-            return a * float("nan"), b, state * float("nan")
-        return a, b, state
+            return HeadOutputs(a * float("nan"), b), state * float("nan")
+        return HeadOutputs(a, b), state
 
 
 def reference_p_bc(backbone, head, frames, skip_head=()):
@@ -260,7 +260,7 @@ def reference_p_bc(backbone, head, frames, skip_head=()):
         if t in skip_head:
             out.append(np.nan)
             continue
-        a, _, state = head.step(state, hidden[t:t + 1])
+        (a, _, _), state = head.step(state, hidden[t:t + 1])
         out.append(a.softmax(-1)[0, 1].item())
     return np.array(out)
 
@@ -493,6 +493,7 @@ def test_real_row_round_trip(corpora_root, tmp_path):
     """The same on a real Map Task dialogue (prepared here): a dataset row read back from Arrow."""
     from backchannel.corpora.dataset import build_dataset, load_prepared
     from backchannel.corpora.maptask import read_maptask_dialogue
+
     from backchannel.evaluation.data import load_rows
     from backchannel.inputs import FrameInputs
 

@@ -26,7 +26,7 @@ from backchannel.plugin.moshi_hf import BackchannelMoshiHF
 from torch import nn
 
 from backchannel.backbones.moshi import TEXT_EPAD_ID, TEXT_PAD_ID, MoshiBackbone
-from backchannel.head import TimingHead
+from backchannel.head import HeadOutputs, TimingHead
 from backchannel.lexicon import BC_TYPES
 from backchannel.policy import Decision, Policy
 
@@ -103,7 +103,7 @@ class ScriptedHead(nn.Module):
     def init_state(self, batch_size: int = 1):
         self.t = 0
 
-    def step(self, state, x):
+    def step(self, state, x, inputs=None):
         t = self.t
         self.t += 1
         self.seen.append(x.detach().clone())
@@ -116,7 +116,7 @@ class ScriptedHead(nn.Module):
         logits[0, ACTIONS.index(action)] = 10.0
         types = torch.zeros(1, len(BC_TYPES))
         types[0, BC_TYPES.index(bc_type or "continuer")] = 5.0
-        return logits, types, state
+        return HeadOutputs(logits, types), state
 
 
 def scripted_listener(script, deadline_s=NO_DEADLINE, **head_kwargs):

@@ -42,7 +42,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.utils.text.base_text_aggregator import TextType
 
 from backchannel.backbones import TimingBackbone
-from backchannel.head import TimingHead
+from backchannel.head import HeadOutputs, TimingHead
 from backchannel.lexicon import BC_TYPE_INDEX
 from backchannel.policy import Policy
 
@@ -82,16 +82,16 @@ class ForcedHead:
     def init_state(self, batch_size: int = 1):
         return 0
 
-    def step(self, state, x):
+    def step(self, state, x, inputs=None):
         actions = torch.full((x.shape[0], 3), -30.0)
         actions[:, 1 if state == self.at else 0] = 30.0
         types = torch.full((x.shape[0], 5), -30.0)
         types[:, self.type_index] = 30.0
-        return actions, types, state + 1
+        return HeadOutputs(actions, types), state + 1
 
 
 class RaisingHead(ForcedHead):
-    def step(self, state, x):
+    def step(self, state, x, inputs=None):
         raise RuntimeError("head exploded")
 
 

@@ -25,6 +25,7 @@ from backchannel.plugin.simulate import (
 
 from backchannel.backbones.timing import FrameFeatures
 from backchannel.cli import main as cli_main
+from backchannel.head import HeadOutputs
 from backchannel.lexicon import BC_TYPES
 from backchannel.policy import DEFAULT_FORMS, Policy
 
@@ -48,12 +49,12 @@ class FiringHead:
     def init_state(self, batch_size: int = 1) -> int:
         return 0
 
-    def step(self, state: int, hidden: torch.Tensor):
+    def step(self, state: int, hidden: torch.Tensor, inputs=None):
         fire = state in self.frames
         action = torch.tensor([[0.0, 5.0, 0.0]] if fire else [[5.0, 0.0, 0.0]])
         types = torch.zeros(1, len(BC_TYPES))
         types[0, BC_TYPES.index(self.bc_type)] = 3.0
-        return action, types, state + 1
+        return HeadOutputs(action, types), state + 1
 
 
 def stub_listener(frames=FIRE) -> StreamingListener:

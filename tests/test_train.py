@@ -184,7 +184,7 @@ def test_feature_cache_reuse_and_invalidation(work, tmp_path):
     ds = build_feature_cache(backbone, "timing", "hash-a", work["data"], "dev", tmp_path, progress=False)
     path = Path(ds.cache_files[0]["filename"])
     rows = list(load_prepared(work["data"])[0]["dev"])
-    expect = extract_features(backbone, rows, TextTokenizer())
+    expect = [hidden for hidden, _ in extract_features(backbone, rows, TextTokenizer())]
     got = ds.with_format("numpy")[0]["features"]
     assert ds.features["features"].dtype == "float16" and got.shape == expect[0].shape
     np.testing.assert_allclose(got.astype(np.float32), expect[0], atol=2e-3, rtol=2e-3)
@@ -234,7 +234,7 @@ def test_predictor_shapes_and_describe(work, head_ckpt):
         np.testing.assert_allclose(o["action_probs"].sum(1), 1.0, atol=1e-5)
         assert ((o["vap_p_shift"] >= 0) & (o["vap_p_shift"] <= 1)).all()
     d = pred.describe()
-    assert d["backbone"] == "timing" and d["head_config"] == {"input_dim": 16, "hidden": 8, "kind": "gru"}
+    assert d["backbone"] == "timing" and {k: d["head_config"][k] for k in ("input_dim", "hidden", "kind")} == {"input_dim": 16, "hidden": 8, "kind": "gru"}
     assert len(d["checkpoint_sha256"]) == 64 and "demo" in d["corpora"]
 
 

@@ -41,7 +41,7 @@ from backchannel.inputs import FrameInputs, pad_stack
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, TextTokenizer, tokenizer_for
 
 VAP_HORIZON = vap_bin_weights().shape[0]  # 25 frames (2 s) of future needed for a VAP target
-CACHE_FORMAT = "backchannel.feature-cache/1"
+CACHE_FORMAT = "backchannel.feature-cache/2"
 
 
 # --------------------------------------------------------------------------- one row
@@ -287,10 +287,12 @@ class PretrainDataModule(L.LightningDataModule):
 
 # --------------------------------------------------------------------------- feature cache
 
-CACHE_FEATURES = lambda dim: Features({
+CACHE_FEATURES = lambda dim, text_width: Features({
     "corpus": Value("string"), "dialogue": Value("string"), "listener": Value("string"),
     "n_frames": Value("int32"), "features": Array2D(shape=(None, dim), dtype="float16"),
-    "action": List(Value("int8")), "bc_type": List(Value("int8")), "bc_onsets": List(Value("float64")),
+    "va": Array2D(shape=(None, 2), dtype="float16"), "text_ids": Array2D(shape=(None, text_width), dtype="int16"),
+    "action": List(Value("int8")), "bc_type": List(Value("int8")), "onset": List(Value("int8")),
+    "bc_onsets": List(Value("float64")),
 })
 
 
@@ -318,18 +320,19 @@ def cache_path(cache_dir: str | Path, key: Mapping) -> Path:
 
 @torch.no_grad()
 def extract_features(backbone, rows: Sequence[Mapping], tokenizer: TextTokenizer | None,
-                     max_batch_frames: int = 200_000) -> list[np.ndarray]:
-    """Hidden states ``[T_i, d]`` (float32) of each row from batched ``forward`` over whole rows,
+                     max_batch_frames: int = 200_000) -> list[tuple[np.ndarray, FrameInputs]]:
+    """``(hidden [T_i, d] float32, FrameInputs [T_i])`` of each row: batched ``forward`` over whole rows,
     grouped by length so a batch holds at most ``max_batch_frames`` (padded) frames."""
     order = sorted(range(len(rows)), key=lambda i: int(rows[i]["n_frames"]))
-    out: list[np.ndarray | None] = [None] * len(rows)
+    out: list = [None] * len(rows)
     batch: list[int] = []
 
     def flush():
-        inputs, lengths = FrameInputs.collate([FrameInputs.from_row(rows[i], tokenizer) for i in batch])
+        items = [FrameInputs.from_row(rows[i], tokenizer) for i in batch]
+        inputs, lengths = FrameInputs.collate(items)
         hidden = backbone(inputs).float()
         for j, i in enumerate(batch):
-            out[i] = hidden[j, : int(lengths[j])].numpy()
+            out[i] = (hidden[j, : int(lengths[j])].numpy(), items[j])
         batch.clear()
 
     for i in order:
@@ -345,8 +348,10 @@ def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus
                         cache_dir: str | Path, use_text: bool = True, max_rows: int | None = None, seed: int = 0,
                         tokenizer: TextTokenizer | None = None, progress: bool = True,
                         rows_per_step: int = 8) -> Dataset:
-    """Cached backbone features of one prepared corpus split (a memory-mapped ``datasets.Dataset`` with
-    ``features`` float16 ``[T, d]``, ``action``, ``bc_type``, ``bc_onsets`` and ids per row).
+    """Cached backbone features of one prepared corpus split (a memory-mapped ``datasets.Dataset`` with, per
+    row, ``features`` float16 ``[T, d]``, the frame inputs a direct head reads (``va`` ``[T, 2]``, ``text_ids``
+    ``[T, 2 K]``), the labels ``action``, ``bc_type`` and ``onset`` (``evaluation.user_onsets.onset_targets``), the
+    gold ``bc_onsets`` of the dataset's backchannel definition, and ids).
 
     Re-used when ``cache_dir`` holds one with the same key (backbone name and hash, corpus manifest
     fingerprint, split, text use, row subset); otherwise built (batched ``forward``, progress bar)
@@ -361,20 +366,30 @@ def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus
     keep = select_rows(len(ds), max_rows, seed, f"{manifest['corpus']}/{split}")
     if tokenizer is None and use_text:
         tokenizer = tokenizer_for(getattr(backbone, "config", None) or {})
+    from backchannel.evaluation.data import gold_onsets
+    from backchannel.evaluation.user_onsets import onset_targets
+
+    definition = (manifest.get("label_settings") or {}).get("bc_definition", "all")
+    width = 2 * (tokenizer.k if tokenizer is not None and use_text else 0)
     backbone.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        writer = ArrowWriter(features=CACHE_FEATURES(backbone.hidden_size), path=str(tmp / "data.arrow"))
+        writer = ArrowWriter(features=CACHE_FEATURES(backbone.hidden_size, width), path=str(tmp / "data.arrow"))
         n_frames = np.asarray(ds["n_frames"])
         with tqdm(total=int(n_frames[keep].sum()), unit="frame", unit_scale=True,
                   desc=f"features {backbone_name}: {manifest['corpus']}/{split}", disable=not progress) as bar:
             for s in range(0, len(keep), rows_per_step):
                 rows = [ds[i] for i in keep[s : s + rows_per_step]]
-                for row, hidden in zip(rows, extract_features(backbone, rows, tokenizer if use_text else None)):
+                for row, (hidden, x) in zip(rows, extract_features(backbone, rows, tokenizer if use_text else None)):
+                    n = int(row["n_frames"])
+                    ids = x.text_ids.reshape(n, -1).numpy() if width else np.zeros((n, 0))
                     writer.write({"corpus": row["corpus"], "dialogue": row["dialogue"], "listener": row["listener"],
-                                  "n_frames": row["n_frames"], "features": hidden.astype(np.float16),
-                                  "action": row["action"], "bc_type": row["bc_type"], "bc_onsets": row["bc_onsets"]})
+                                  "n_frames": n, "features": hidden.astype(np.float16),
+                                  "va": np.stack([x.va_listener.numpy(), x.va_speaker.numpy()], 1).astype(np.float16),
+                                  "text_ids": ids.astype(np.int16), "action": row["action"], "bc_type": row["bc_type"],
+                                  "onset": onset_targets(row, definition),
+                                  "bc_onsets": gold_onsets(row, definition)})
                     bar.update(int(row["n_frames"]))
         writer.finalize()
         (tmp / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
@@ -395,10 +410,22 @@ class CachedRow:
     features: np.ndarray  # float16 [T, d]
     action: np.ndarray  # int64 [T]
     bc_type: np.ndarray  # int64 [T]
-    bc_onsets: np.ndarray  # seconds
+    bc_onsets: np.ndarray  # seconds: the gold of the dataset's backchannel definition
+    va: np.ndarray | None = None  # float16 [T, 2]: listener, floor party
+    text_ids: np.ndarray | None = None  # int16 [T, 2, K]
+    onset: np.ndarray | None = None  # int64 [T]: 1 / 0 / -1 (evaluation.user_onsets.onset_targets)
 
     def __len__(self) -> int:
         return len(self.action)
+
+    def inputs(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        """The direct head inputs of frames ``start:stop`` (the ``FrameInputs`` keys a head reads)."""
+        n = stop - start
+        va = torch.zeros(n, 2) if self.va is None else torch.from_numpy(self.va[start:stop].astype(np.float32))
+        out = {"va_listener": va[:, 0], "va_speaker": va[:, 1]}
+        if self.text_ids is not None and self.text_ids.size:
+            out["text_ids"] = torch.from_numpy(self.text_ids[start:stop].astype(np.int64))
+        return out
 
 
 def cached_rows(ds: Dataset) -> list[CachedRow]:
@@ -407,14 +434,18 @@ def cached_rows(ds: Dataset) -> list[CachedRow]:
     out = []
     for i in range(len(ds)):
         r = ds[i]
+        n = int(r["n_frames"])
+        ids = np.asarray(r["text_ids"], dtype=np.int16)
         out.append(CachedRow(str(r["corpus"]), str(r["dialogue"]), str(r["listener"]),
                              np.asarray(r["features"], dtype=np.float16), np.asarray(r["action"], dtype=np.int64),
-                             np.asarray(r["bc_type"], dtype=np.int64), np.asarray(r["bc_onsets"], dtype=np.float64)))
+                             np.asarray(r["bc_type"], dtype=np.int64), np.asarray(r["bc_onsets"], dtype=np.float64),
+                             np.asarray(r["va"], dtype=np.float16), ids.reshape(n, 2, -1) if ids.size else None,
+                             np.asarray(r["onset"], dtype=np.int64)))
     return out
 
 
 class FeatureCrops(torch.utils.data.Dataset):
-    """Crops (or whole rows) of cached features with their labels."""
+    """Crops (or whole rows) of cached features with their labels and direct inputs."""
 
     def __init__(self, rows: Sequence[CachedRow]):
         self.rows = rows
@@ -423,8 +454,10 @@ class FeatureCrops(torch.utils.data.Dataset):
         i, start, length = spec if isinstance(spec, tuple) else (spec, 0, None)
         r = self.rows[i]
         stop = len(r) if length is None else min(start + length, len(r))
+        onset = r.onset[start:stop] if r.onset is not None else np.full(stop - start, -1)
         return {"features": torch.from_numpy(r.features[start:stop].astype(np.float32)),
-                "action": torch.from_numpy(r.action[start:stop]), "bc_type": torch.from_numpy(r.bc_type[start:stop]),
+                "inputs": r.inputs(start, stop), "action": torch.from_numpy(r.action[start:stop]),
+                "bc_type": torch.from_numpy(r.bc_type[start:stop]), "onset": torch.from_numpy(onset),
                 "row": i, "corpus": r.corpus}
 
     def __len__(self) -> int:
@@ -432,9 +465,12 @@ class FeatureCrops(torch.utils.data.Dataset):
 
 
 def collate_features(items: Sequence[dict]) -> dict:
+    keys = items[0]["inputs"].keys()
     return {"features": pad_stack([x["features"] for x in items]),
+            "inputs": {k: pad_stack([x["inputs"][k] for x in items]) for k in keys},
             "action": pad_stack([x["action"] for x in items], value=IGNORE_INDEX),
             "bc_type": pad_stack([x["bc_type"] for x in items], value=IGNORE_INDEX),
+            "onset": pad_stack([x["onset"] for x in items], value=IGNORE_INDEX),
             "lengths": torch.tensor([len(x["action"]) for x in items]),
             "row": [x["row"] for x in items], "corpus": [x["corpus"] for x in items]}
 

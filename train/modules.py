@@ -130,7 +130,7 @@ def build_from_meta(meta: dict, state: dict) -> dict:
         h = meta["head_config"]
         if h["input_dim"] != extractor.hidden_size:
             raise ValueError(f"head input_dim {h['input_dim']} != backbone hidden size {extractor.hidden_size}")
-        head = TimingHead(h["input_dim"], hidden=h["hidden"], kind=h["kind"])
+        head = TimingHead(**h)
         head.load_state_dict(sub_state(state, "head"))
         out["head"] = head.eval()
     return out
@@ -353,11 +353,16 @@ class HeadModule(L.LightningModule):
     ``backbone_ckpt``) or ``"raw"`` (``FrameFeatures``: voice activity and prosody, no backbone and no
     text; the ablation).
 
+    Head options (``backchannel.head.TimingHead``): ``direct`` (the head also reads the frame's voice activity
+    and, with ``text_dim > 0`` and a text backbone, its own embedding of the words), ``onset`` (the
+    user-onset output, trained with weight ``onset_loss_weight`` on ``evaluation.user_onsets.onset_targets``).
+
     Loss: ``head_loss`` with action class weights (``class_weights="inverse"``: inverse frequency of
     the train frames to the power ``class_weight_power``; or an explicit list of 3; or None) and an
     optional focal term ``focal_gamma``. Dev metrics per corpus: frame macro-F1, backchannel AUPRC,
-    and backchannel event F1 at ``margin`` (seconds) with the trigger threshold tuned on dev itself
-    (``dev/bc_event_f1`` is their mean over corpora; the checkpoint monitor).
+    and backchannel event F1 at ``margin`` (seconds) with the policy tuned on dev itself, against the
+    dataset's own backchannel gold (``dev/bc_event_f1`` is their mean over corpora; the checkpoint monitor),
+    and with ``onset`` the frame-level ROC AUC of the onset output (``dev/<corpus>/onset_auc``).
     """
 
     def __init__(self, backbone: Literal["timing", "raw"] = "timing", backbone_ckpt: str | None = None,
@@ -365,7 +370,8 @@ class HeadModule(L.LightningModule):
                  hidden: int = 64, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 0.01,
                  warmup: float = 0.05, schedule: Schedule = "cosine", class_weights: str | list[float] | None = "inverse",
                  class_weight_power: float = 0.5, focal_gamma: float = 0.0, type_loss_weight: float = 0.5,
-                 margin: tuple[float, float] = (-0.5, 0.5)):
+                 margin: tuple[float, float] = (-0.5, 0.5), direct: bool = False, text_dim: int = 0,
+                 onset: bool = False, onset_loss_weight: float = 0.5):
         super().__init__()
         if class_weights not in (None, "inverse") and (isinstance(class_weights, str) or len(class_weights) != 3):
             raise ValueError(f"class_weights must be 'inverse', None or 3 numbers, got {class_weights!r}")
@@ -395,7 +401,9 @@ class HeadModule(L.LightningModule):
         if self.vap is not None:
             for p in self.vap.parameters():
                 p.requires_grad_(False)
-        self.head = TimingHead(self.backbone.hidden_size, hidden=hidden, kind=kind, dropout=dropout)
+        text_vocab = self.backbone.config.vocab_size if direct and text_dim and self.use_text else 0
+        self.head = TimingHead(self.backbone.hidden_size, hidden=hidden, kind=kind, dropout=dropout, direct=direct,
+                               text_vocab=text_vocab, text_dim=text_dim or 16, onset=onset)
         self.register_buffer("class_weight", torch.ones(3))
         self.run_config = None
         self._val = None
@@ -445,43 +453,49 @@ class HeadModule(L.LightningModule):
             self.class_weight.copy_(torch.tensor(cw, dtype=torch.float32))
 
     # ---- training
-    def forward(self, features):
-        return self.head(features)
+    def forward(self, features, inputs=None):
+        return self.head(features, inputs)
 
     def training_step(self, batch, batch_idx):
-        action_logits, type_logits = self(batch["features"])
-        out = head_loss(action_logits, type_logits, batch["action"], batch["bc_type"], self.class_weight,
-                        self.hparams.focal_gamma, type_loss_weight=self.hparams.type_loss_weight)
+        out = self(batch["features"], batch["inputs"])
+        loss = head_loss(out.action, out.bc_type, batch["action"], batch["bc_type"], self.class_weight,
+                         self.hparams.focal_gamma, type_loss_weight=self.hparams.type_loss_weight,
+                         onset_logits=out.onset, onset=batch["onset"], onset_loss_weight=self.hparams.onset_loss_weight)
         bs = len(batch["row"])
-        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
-        self.log("train/action_loss", out["action_loss"], batch_size=bs)
-        self.log("train/type_loss", out["type_loss"], batch_size=bs)
-        return out["loss"]
+        for key, value in loss.items():
+            self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=bs)
+        return loss["loss"]
 
     def on_validation_epoch_start(self) -> None:
         self._val = defaultdict(list)
 
     def validation_step(self, batch, batch_idx):
-        action_logits, _ = self(batch["features"])
-        probs = action_logits.float().softmax(-1)
+        out = self(batch["features"], batch["inputs"])
+        probs = out.action.float().softmax(-1)
+        onset = out.onset.float().sigmoid() if out.onset is not None else None
         rows = self.trainer.datamodule.dev_rows
         for i, r in enumerate(batch["row"]):
             n = int(batch["lengths"][i])
-            self._val[batch["corpus"][i]].append((probs[i, :n].numpy(), rows[r].action, rows[r].bc_onsets))
+            self._val[batch["corpus"][i]].append((probs[i, :n].numpy(), rows[r].action, rows[r].bc_onsets,
+                                                  None if onset is None else onset[i, :n].numpy(), rows[r].onset))
 
     def on_validation_epoch_end(self) -> None:
         f1s = []
         for corpus, items in sorted(self._val.items()):
-            probs = np.concatenate([p for p, _, _ in items])
-            labels = np.concatenate([a for _, a, _ in items])
+            probs = np.concatenate([x[0] for x in items])
+            labels = np.concatenate([x[1] for x in items])
             fs = frame_scores(labels, probs)
             self.log(f"dev/{corpus}/macro_f1", fs["macro_f1"])
             if not math.isnan(fs["auprc"][BACKCHANNEL]):
                 self.log(f"dev/{corpus}/bc_auprc", fs["auprc"][BACKCHANNEL])
-            tuned = tune_backchannel([p for p, _, _ in items], [o for _, _, o in items], grid=DEV_GRID,
+            tuned = tune_backchannel([x[0] for x in items], [x[2] for x in items], grid=DEV_GRID,
                                      margin=tuple(self.hparams.margin))
             self.log(f"dev/{corpus}/bc_event_f1", tuned.f1)
             f1s.append(tuned.f1)
+            if items[0][3] is not None:
+                p, y = np.concatenate([x[3] for x in items]), np.concatenate([x[4] for x in items])
+                if len(np.unique(y[y >= 0])) == 2:
+                    self.log(f"dev/{corpus}/onset_auc", roc_auc_score(y[y >= 0], p[y >= 0]))
         if f1s:
             self.log("dev/bc_event_f1", float(np.mean(f1s)), prog_bar=True)
 
@@ -494,8 +508,7 @@ class HeadModule(L.LightningModule):
         meta = checkpoint_meta(self, "head")
         meta["backbone_hash"] = self.backbone_hash
         meta["backbone_manifests"] = self.backbone_manifests
-        meta["head_config"] = {"input_dim": self.backbone.hidden_size, "hidden": self.hparams.hidden,
-                               "kind": self.hparams.kind}
+        meta["head_config"] = self.head.config()
         meta["class_weight"] = self.class_weight.tolist()
         checkpoint["backchannel"] = meta
 

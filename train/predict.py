@@ -57,14 +57,16 @@ class Predictor:
         inputs, lengths = FrameInputs.collate([FrameInputs.from_row(r, self.tokenizer) for r in rows])
         hidden = self.backbone(inputs)
         with _torch_threads(1):  # the GRU steps frame by frame: extra threads only wait (50x slower under load)
-            action_logits, type_logits = self.head(hidden)
-        actions = action_logits.float().softmax(-1).numpy().astype(np.float32)
-        types = type_logits.float().softmax(-1).numpy().astype(np.float32)
+            out = self.head(hidden, inputs)
+        actions = out.action.float().softmax(-1).numpy().astype(np.float32)
+        types = out.bc_type.float().softmax(-1).numpy().astype(np.float32)
+        onset = None if out.onset is None else out.onset.float().sigmoid().numpy().astype(np.float32)
         p_shift = None
         if self.vap is not None:
             p_shift = vap_zero_shot(self.vap(hidden))["p_now"].float().numpy().astype(np.float32)
         return [{"action_probs": actions[i, :n], "type_probs": types[i, :n],
-                 "vap_p_shift": None if p_shift is None else p_shift[i, :n]}
+                 "vap_p_shift": None if p_shift is None else p_shift[i, :n],
+                 "onset_probs": None if onset is None else onset[i, :n]}
                 for i, n in enumerate(lengths.tolist())]
 
     def predict_rows(self, rows: Iterable[Mapping], progress: bool = False,

@@ -101,9 +101,26 @@ def gold_onsets(row: dict, definition: str) -> np.ndarray:
     return np.asarray(row["bc_onsets"], dtype=np.float64).reshape(-1)[gold_mask(row, definition)]
 
 
-def turn_onsets(row: dict) -> np.ndarray:
-    """The listener's take-turn onsets (shifts and interruptions), seconds, sorted."""
-    return np.sort(np.concatenate([row["shift_onsets"], row["interruption_onsets"]]))
+def turn_onsets(row: dict, definition: str = "isolated") -> np.ndarray:
+    """The listener's take-turn onsets (seconds, sorted): its shifts and interruptions; under the ``isolated``
+    definition a turn-initial acknowledgement ("okay, so ...") starts the take-turn that follows it within 1 s
+    (``LabelSettings.isolation_after``): its onset replaces that turn's onset, as the frame labels have it."""
+    turns = np.sort(np.concatenate([row["shift_onsets"], row["interruption_onsets"]]))
+    if definition == "all" or "bc_kinds" not in row:
+        return turns
+    from backchannel.corpora.events import LabelSettings
+
+    after = LabelSettings().isolation_after
+    keep = np.ones(len(turns), dtype=bool)
+    starts = []
+    for onset, offset, kind in zip(row["bc_onsets"], row["bc_offsets"], row["bc_kinds"]):
+        if kind != "turn_initial":
+            continue
+        starts.append(float(onset))
+        nxt = np.flatnonzero((turns > offset) & (turns < offset + after) & keep)
+        if len(nxt):
+            keep[nxt[0]] = False
+    return np.sort(np.concatenate([turns[keep], starts]))
 
 
 def split_summary(rows: Sequence[dict]) -> dict:

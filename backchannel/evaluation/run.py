@@ -91,12 +91,13 @@ def make_systems(names: Sequence[str], predictor=None, settings: EvalSettings | 
 # ----------------------------------------------------------------------------------------------
 # One system
 # ----------------------------------------------------------------------------------------------
-def _variant_figures(policy, runs, gold, rows, settings: EvalSettings, with_take_turn: bool) -> tuple[dict, list]:
+def _variant_figures(policy, runs, gold, rows, settings: EvalSettings, with_take_turn: bool,
+                     definition: str = "isolated") -> tuple[dict, list]:
     onsets = [r.backchannel_onsets for r in runs]
     out = {"policy": policy.to_dict(), "events": scoring.event_report(onsets, gold, settings.margins),
            "cadence": scoring.cadence(onsets, gold, rows)}
     if with_take_turn:
-        out["take_turn"] = scoring.take_turn_report(runs, rows, settings.margins)
+        out["take_turn"] = scoring.take_turn_report(runs, rows, settings.margins, definition)
     return out, onsets
 
 
@@ -121,10 +122,11 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
                                      rate_factor=factor)
             policy, dev_fig = tuned.policy, tuned.dev()
             if system.take_turn:
-                policy, dev_fig["take_turn_f1"] = tune_take_turn(policy, dev_p, [turn_onsets(r) for r in dev_rows],
-                                                                 grid=settings.grid, margin=settings.tune_margin)
+                turns = [turn_onsets(r, definition) for r in dev_rows]
+                policy, dev_fig["take_turn_f1"] = tune_take_turn(policy, dev_p, turns, grid=settings.grid,
+                                                                 margin=settings.tune_margin)
             runs = [policy.run(o.probs, o.types) for o in test]
-            fig, onsets = _variant_figures(policy, runs, gold, test_rows, settings, system.take_turn)
+            fig, onsets = _variant_figures(policy, runs, gold, test_rows, settings, system.take_turn, definition)
             variants[variant] = {"dev": dev_fig} | fig
             if definition == defs[0] and variant == _variant(settings):
                 extras["onsets"][variant] = onsets

@@ -116,13 +116,14 @@ def shift_hold_accuracy(runs: Sequence[Run], rows) -> float:
     return metrics.balanced_accuracy(y, pred) if len(np.unique(y)) == 2 else math.nan
 
 
-def take_turn_report(runs: Sequence[Run], rows, margins) -> dict:
+def take_turn_report(runs: Sequence[Run], rows, margins, definition: str = "isolated") -> dict:
     """Take-turn onsets as shipped (the first frame of each run of TAKE_TURN decisions) against the true
-    take-turn onsets (shifts and interruptions): event scores; latency after the floor party's speech end
+    take-turn onsets (``data.turn_onsets``: shifts and interruptions, a turn-initial acknowledgement starting its
+    turn under the isolated definition): event scores; latency after the floor party's speech end
     in shift pauses (median, and the share of shift pauses with a take-turn within -0.5..2 s of their start)
     vs the human gap; false take-turns inside the floor party's speech (per listener-minute)."""
     pred = [r.take_turn_onsets for r in runs]
-    gold = [turn_onsets(r) for r in rows]
+    gold = [turn_onsets(r, definition) for r in rows]
     lat = np.concatenate([metrics.take_turn_latency(p, r["shift_pauses"]) for p, r in zip(pred, rows)] or [[]])
     human = np.concatenate([r["shift_pauses"][:, 1] - r["shift_pauses"][:, 0] for r in rows] or [[]])
     false = sum(metrics.false_take_turns_in_speech(p, g, r["va_speaker"]) for p, g, r in zip(pred, gold, rows))

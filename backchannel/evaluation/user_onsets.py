@@ -25,6 +25,8 @@ from backchannel.lexicon import is_lexical_backchannel
 from .data import gold_onsets, turn_onsets
 
 DELAYS = (0.08, 0.16, 0.24, 0.40)  # seconds after the onset
+#: The head's onset output is trained on the frames whose end lies in [onset + 0.08, onset + 0.48) s.
+TRAIN_WINDOW = (0.08, 0.48)
 FLOOR_SLACK = 0.2  # s: an onset up to this long after the floor party's speech still counts
 RECALL = 0.95
 
@@ -63,7 +65,7 @@ def onset_cases(rows: Sequence[dict], definition: str, delays: Sequence[float] =
     idx, onsets, labels, frames = [], [], [], []
     for i, row in enumerate(rows):
         n = int(row["n_frames"])
-        for times, label in ((gold_onsets(row, definition), 1), (turn_onsets(row), 0)):
+        for times, label in ((gold_onsets(row, definition), 1), (turn_onsets(row, definition), 0)):
             for o in np.asarray(times, dtype=np.float64):
                 f = [decision_frame(o, d) for d in delays]
                 if max(f) >= n or not floor_held(row["va_speaker"], o, slack):
@@ -76,6 +78,20 @@ def onset_cases(rows: Sequence[dict], definition: str, delays: Sequence[float] =
     return OnsetCases(np.asarray(idx, dtype=int)[order], np.asarray(onsets, dtype=np.float64)[order],
                       np.asarray(labels, dtype=int)[order],
                       np.asarray(frames, dtype=int).reshape(-1, len(delays))[order], tuple(delays))
+
+
+def onset_targets(row: dict, definition: str = "isolated", window=TRAIN_WINDOW) -> np.ndarray:
+    """Per-frame targets of the head's onset output (the same onsets as the scoring, :func:`onset_cases`),
+    int8 ``[n]``: 1 / 0 on the frames whose end lies in ``[onset + window[0], onset + window[1])`` after a
+    backchannel / take-turn onset (a later onset overwrites), -1 elsewhere."""
+    n = int(row["n_frames"])
+    out = np.full(n, -1, dtype=np.int8)
+    cases = onset_cases([row], definition, delays=window)
+    for o, label in zip(cases.onset, cases.label):
+        first = decision_frame(o, window[0])
+        last = min(decision_frame(o, window[1]) - 1, n - 1)
+        out[first : last + 1] = label
+    return out
 
 
 def model_scores(cases: OnsetCases, onset_probs: Sequence[np.ndarray]) -> np.ndarray:
