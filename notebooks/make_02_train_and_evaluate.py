@@ -174,7 +174,7 @@ meta = load_checkpoint(backbone_ckpt, kind="backbone")["backchannel"]
 print(f"backbone: {cli.trainer.global_step} steps in {time.perf_counter() - t0:.1f} s, "
       f"{sum(p.numel() for p in cli.model.backbone.parameters())} parameters")
 print(f"dev VAP loss {meta['metrics']['val/loss']:.3f} nats (uniform guess {math.log(256):.3f}); "
-      f"zero-shot shift/hold balanced accuracy {meta['metrics'][f'val/{corpus}/shift_hold_ba']:.3f}")
+      f"zero-shot shift/hold ROC AUC {meta['metrics'][f'val/{corpus}/shift_hold_auc']:.3f}")
 print("checkpoint records the data it saw:", {k: v["fingerprint"][:12] for k, v in meta["manifests"].items()},
       "== slice fingerprint", slice_manifest["fingerprint"][:12])"""),
     nbf.v4.new_markdown_cell("""## 3. Train the head on frozen backbone features

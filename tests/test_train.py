@@ -23,6 +23,8 @@ from backchannel.train.data import (
     VAPCrops,
     build_feature_cache,
     extract_features,
+    hangover_of,
+    vad_hangover,
 )
 from backchannel.train.modules import CheckpointError, load_checkpoint
 from backchannel.train.predict import load_predictor
@@ -415,3 +417,15 @@ def test_train_needs_a_config_and_its_help_lists_lightning_options(capsys):
                    "--trainer.max_time", "--trainer.max_epochs", "--threads", "--ckpt_path"):
         assert option in out, option
     assert "--optimizer" not in out  # the modules configure their own optimizers
+
+
+def test_vad_hangover_holds_speech_past_its_end_causally():
+    va = np.array([0, 1, 1, 0.3, 0, 0, 0, 1, 0, 0], dtype=np.float32)
+    assert vad_hangover(va, 0).tolist() == va.tolist()
+    # voiced (>= 0.5) frames 1, 2, 7: two frames of hangover after each; frame 3's 0.3 becomes 1
+    assert vad_hangover(va, 2).tolist() == [0, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+    changed = va.copy()
+    changed[6:] = 0.0
+    assert vad_hangover(va, 2)[:6].tolist() == vad_hangover(changed, 2)[:6].tolist()  # the future never matters
+    draws = {hangover_of(0, ("d", i), (1, 2)) for i in range(40)}
+    assert draws == {1, 2} and hangover_of(0, "x", (1, 2)) == hangover_of(0, "x", (1, 2))

@@ -196,13 +196,33 @@ def chunk_specs(lengths: Sequence[int], corpora: Sequence[str], chunk: int, max_
     return sorted(out)
 
 
+def vad_hangover(va: np.ndarray, frames: int, threshold: float = 0.5) -> np.ndarray:
+    """Voice activity as a VAD reports it: speech held ``frames`` frames past its end (webrtcvad's hangover on
+    speech rendered at word times: the offsets lag by a median 80-160 ms, the onsets not at all, measured on
+    rendered Map Task audio), so pauses look shorter. Causal: frame t uses frames <= t."""
+    out = np.asarray(va, dtype=np.float32).copy()
+    voiced = out >= threshold
+    for k in range(1, frames + 1):
+        out[k:] = np.where(voiced[:-k] & (out[k:] < 1.0), 1.0, out[k:])
+    return out
+
+
+def hangover_of(seed: int, key, choices: Sequence[int]) -> int:
+    """The hangover (frames) drawn for ``key`` (a crop or a row): deterministic in ``seed`` and ``key``."""
+    if not choices:
+        return 0
+    digest = hashlib.sha256(json.dumps([seed, key], default=str).encode()).digest()
+    return int(choices[digest[0] % len(choices)])
+
+
 class VAPCrops(torch.utils.data.Dataset):
     """``store`` crops for VAP training: item = inputs of ``length`` frames, VAP targets computed with
     the ``extra`` frames after the crop (targets whose 2 s window runs past the row are -100), and
-    the crop's pauses (seconds from its start) for shift/hold scoring."""
+    the crop's pauses (seconds from its start) for shift/hold scoring. ``hangover``: frames of VAD hangover
+    to draw from per crop for the inputs (``vad_hangover``; the targets stay the true activity)."""
 
-    def __init__(self, store: RowStore, extra: int = VAP_HORIZON):
-        self.store, self.extra = store, extra
+    def __init__(self, store: RowStore, extra: int = VAP_HORIZON, hangover: Sequence[int] = (), seed: int = 0):
+        self.store, self.extra, self.hangover, self.seed = store, extra, tuple(hangover), seed
 
     def __getitem__(self, spec: tuple[int, int, int]) -> dict:
         i, start, length = spec
@@ -211,8 +231,14 @@ class VAPCrops(torch.utils.data.Dataset):
         end = min(stop + self.extra, len(row))
         target = vap_targets(row.va_listener[start:end], row.va_speaker[start:end])[: stop - start]
         hold, shift = row.pauses_in(start, stop)
-        return {"inputs": row.inputs.crop(start, stop), "vap": target, "corpus": row.corpus,
-                "hold_pauses": hold, "shift_pauses": shift}
+        inputs = row.inputs.crop(start, stop)
+        k = hangover_of(self.seed, spec, self.hangover)
+        if k:
+            lo = max(start - k, 0)
+            for key in ("va_listener", "va_speaker"):
+                full = getattr(row, key)[lo:stop]
+                setattr(inputs, key, torch.from_numpy(vad_hangover(full, k)[start - lo :]))
+        return {"inputs": inputs, "vap": target, "corpus": row.corpus, "hold_pauses": hold, "shift_pauses": shift}
 
 
 def collate_vap(items: Sequence[dict]) -> dict:
@@ -240,14 +266,15 @@ class PretrainDataModule(L.LightningDataModule):
     (prepared folders), ``batches_per_epoch`` batches of ``batch_size`` per epoch; validation on
     non-overlapping ``val_chunk_seconds`` chunks of the dev splits (at most ``val_max_chunks`` per
     corpus). ``use_text=False`` drops the text stream; ``vocab_size``/``text_k``/``text_words`` must match
-    the backbone's (``TextTokenizer``)."""
+    the backbone's (``TextTokenizer``). ``vad_hangover``: frames of VAD hangover drawn per training crop for
+    the inputs (e.g. ``[0, 1, 2]``: robust to voice activity from a VAD on audio; ``vad_hangover``)."""
 
     def __init__(self, corpora: list[str], crop_seconds: tuple[float, float] = (20.0, 40.0), batch_size: int = 16,
                  batches_per_epoch: int = 500, corpus_weights: dict[str, float] | None = None,
                  val_chunk_seconds: float = 60.0, val_max_chunks: int | None = 200,
                  max_rows: dict[str, int] | None = None, use_text: bool = True, vocab_size: int = VOCAB_SIZE,
-                 text_k: int = WORDS_PER_FRAME, text_words: str = "all", seed: int = 0, num_workers: int = 0,
-                 progress: bool = True):
+                 text_k: int = WORDS_PER_FRAME, text_words: str = "all", vad_hangover: list[int] | None = None,
+                 seed: int = 0, num_workers: int = 0, progress: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.train_store: RowStore | None = None
@@ -276,7 +303,8 @@ class PretrainDataModule(L.LightningDataModule):
         lo, hi = (round(s / FRAME_S) for s in h.crop_seconds)
         sampler = CropSampler([len(r) for r in store.rows], [r.corpus for r in store.rows], h.batch_size,
                               h.batches_per_epoch, lo, hi, VAP_HORIZON, h.corpus_weights, h.seed)
-        return _loader(VAPCrops(store), sampler, h.batch_size, collate_vap, h.num_workers)
+        return _loader(VAPCrops(store, hangover=h.vad_hangover or (), seed=h.seed), sampler, h.batch_size, collate_vap,
+                       h.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         h, store = self.hparams, self.val_store
@@ -305,12 +333,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def cache_key(backbone: str, backbone_hash: str, manifest: Mapping, split: str, use_text: bool,
-              max_rows: int | None, seed: int) -> dict:
+              max_rows: int | None, seed: int, hangover: Sequence[int] = ()) -> dict:
     """Everything that decides the cached features of one (corpus, split)."""
-    return {"format": CACHE_FORMAT, "backbone": backbone, "backbone_hash": backbone_hash,
-            "corpus": manifest["corpus"], "fingerprint": manifest["fingerprint"],
-            "split_fingerprint": (manifest.get("split_fingerprints") or {}).get(split), "split": split,
-            "use_text": use_text, "max_rows": max_rows, "seed": seed if max_rows is not None else None}
+    key = {"format": CACHE_FORMAT, "backbone": backbone, "backbone_hash": backbone_hash,
+           "corpus": manifest["corpus"], "fingerprint": manifest["fingerprint"],
+           "split_fingerprint": (manifest.get("split_fingerprints") or {}).get(split), "split": split,
+           "use_text": use_text, "max_rows": max_rows, "seed": seed if max_rows is not None else None}
+    if hangover:
+        key["hangover"] = list(hangover)
+    return key
 
 
 def cache_path(cache_dir: str | Path, key: Mapping) -> Path:
@@ -347,18 +378,20 @@ def extract_features(backbone, rows: Sequence[Mapping], tokenizer: TextTokenizer
 def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus_dir: str | Path, split: str,
                         cache_dir: str | Path, use_text: bool = True, max_rows: int | None = None, seed: int = 0,
                         tokenizer: TextTokenizer | None = None, progress: bool = True,
-                        rows_per_step: int = 8) -> Dataset:
+                        rows_per_step: int = 8, hangover: Sequence[int] = ()) -> Dataset:
     """Cached backbone features of one prepared corpus split (a memory-mapped ``datasets.Dataset`` with, per
     row, ``features`` float16 ``[T, d]``, the frame inputs a direct head reads (``va`` ``[T, 2]``, ``text_ids``
     ``[T, 2 K]``), the labels ``action``, ``bc_type`` and ``onset`` (``evaluation.user_onsets.onset_targets``), the
     gold ``bc_onsets`` of the dataset's backchannel definition, and ids).
 
-    Re-used when ``cache_dir`` holds one with the same key (backbone name and hash, corpus manifest
-    fingerprint, split, text use, row subset); otherwise built (batched ``forward``, progress bar)
-    into a temporary folder that is renamed into place when complete.
+    ``hangover``: the voice activity of every row is first seen through ``vad_hangover`` with a number of
+    frames drawn per row from these (a VAD-like copy for robust training). Re-used when ``cache_dir`` holds
+    one with the same key (backbone name and hash, corpus manifest fingerprint, split, text use, row subset,
+    hangover); otherwise built (batched ``forward``, progress bar) into a temporary folder that is renamed
+    into place when complete.
     """
     dsd, manifest = load_prepared(corpus_dir)
-    key = cache_key(backbone_name, backbone_hash, manifest, split, use_text, max_rows, seed)
+    key = cache_key(backbone_name, backbone_hash, manifest, split, use_text, max_rows, seed, hangover)
     path = cache_path(cache_dir, key)
     if (path / "key.json").is_file() and json.loads((path / "key.json").read_text()) == key:
         return Dataset.from_file(str(path / "data.arrow"))
@@ -381,6 +414,9 @@ def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus
                   desc=f"features {backbone_name}: {manifest['corpus']}/{split}", disable=not progress) as bar:
             for s in range(0, len(keep), rows_per_step):
                 rows = [ds[i] for i in keep[s : s + rows_per_step]]
+                if hangover:
+                    rows = [_with_hangover(r, hangover_of(seed, (r["dialogue"], r["listener"]), hangover))
+                            for r in rows]
                 for row, (hidden, x) in zip(rows, extract_features(backbone, rows, tokenizer if use_text else None)):
                     n = int(row["n_frames"])
                     ids = x.text_ids.reshape(n, -1).numpy() if width else np.zeros((n, 0))
@@ -400,6 +436,10 @@ def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Dataset.from_file(str(path / "data.arrow"))
+
+
+def _with_hangover(row: Mapping, frames: int) -> dict:
+    return dict(row, **{k: vad_hangover(row[k], frames) for k in ("va_listener", "va_speaker")})
 
 
 @dataclass
@@ -480,12 +520,14 @@ class HeadDataModule(L.LightningDataModule):
     rows whole. The frozen feature extractor is the LightningModule's (``module.feature_backbone()``);
     caches live in ``cache_dir``. ``max_rows`` / ``dev_max_rows``: per corpus name, a seeded subset
     of rows (MRDA listener rows span whole meetings). Crops of ``crop_seconds``, ``batches_per_epoch``
-    batches of ``batch_size``, corpora mixed by ``corpus_weights`` (default: by frames)."""
+    batches of ``batch_size``, corpora mixed by ``corpus_weights`` (default: by frames). ``vad_hangover``: also
+    train on a copy of the train rows whose voice activity a VAD would report (``vad_hangover`` frames drawn
+    per row from these)."""
 
     def __init__(self, corpora: list[str], cache_dir: str = "runs/cache", crop_seconds: tuple[float, float] = (60.0, 60.0),
                  batch_size: int = 16, batches_per_epoch: int = 50, corpus_weights: dict[str, float] | None = None,
                  max_rows: dict[str, int] | None = None, dev_max_rows: dict[str, int] | None = None, seed: int = 0,
-                 num_workers: int = 0, progress: bool = True):
+                 vad_hangover: list[int] | None = None, num_workers: int = 0, progress: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.train_rows: list[CachedRow] | None = None
@@ -503,10 +545,13 @@ class HeadDataModule(L.LightningDataModule):
             _, manifest = load_prepared(folder)
             cname = manifest["corpus"]
             self.manifests[cname] = manifest
-            for split, limit, out in (("train", h.max_rows, self.train_rows), ("dev", h.dev_max_rows, self.dev_rows)):
+            jobs = [("train", h.max_rows, self.train_rows, ()), ("dev", h.dev_max_rows, self.dev_rows, ())]
+            if h.vad_hangover:  # a second, VAD-like copy of the train rows
+                jobs.insert(1, ("train", h.max_rows, self.train_rows, tuple(h.vad_hangover)))
+            for split, limit, out, hangover in jobs:
                 n = (limit or {}).get(cname)
                 ds = build_feature_cache(backbone, name, backbone_hash, folder, split, h.cache_dir, use_text, n,
-                                         h.seed, progress=h.progress)
+                                         h.seed, progress=h.progress, hangover=hangover)
                 self.cache_paths.append(ds.cache_files[0]["filename"])
                 out += cached_rows(ds)
         names = {m["corpus"]: str(f) for f, m in zip(h.corpora, self.manifests.values())}
