@@ -188,7 +188,8 @@ class FrameInputs(Mapping):
         va_s = torch.tensor([float(va_speaker)], dtype=torch.float32)
         p = m = None
         if prosody is not None:
-            pros = np.asarray(prosody, dtype=np.float32).reshape(-1)
+            with np.errstate(over="ignore"):  # a value beyond float32 becomes inf (refused unless masked)
+                pros = np.asarray(prosody, dtype=np.float32).reshape(-1)
             if pros.shape != (PROSODY_DIM,):
                 raise ValueError(f"prosody has {pros.size} values, expected {PROSODY_DIM}")
             mask = np.isfinite(pros) if prosody_mask is None else np.asarray(prosody_mask, dtype=bool).reshape(-1)

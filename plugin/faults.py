@@ -20,15 +20,16 @@ class Faults:
         self.counts: Counter = Counter()
 
     def record(self, kind: str, frame: int | None = None, err: BaseException | None = None, detail: str = "",
-               n: int = 1) -> str:
-        """Count ``n`` faults of ``kind`` (logging the first of the kind); returns ``kind``."""
+               n: int = 1, consequence: str | None = None) -> str:
+        """Count ``n`` faults of ``kind`` (logging the first of the kind, with ``consequence`` if given, else
+        the owner's); returns ``kind``."""
         first = self.counts[kind] == 0
         self.counts[kind] += n
         if first:
             what = f"{type(err).__name__}: {err}" if err is not None else detail
             where = f"frame {frame}: " if frame is not None else ""
             self.log.warning("%s: %s%s (%s); %s. Further %r faults are counted in .faults, not logged.",
-                             self.owner, where, kind, what, self.consequence, kind)
+                             self.owner, where, kind, what, consequence or self.consequence, kind)
             if err is not None:
                 self.log.debug("%s: traceback of the first %r fault", self.owner, kind, exc_info=err)
         return kind

@@ -19,7 +19,10 @@ prosody to its physical range; NaN raises (the listener makes that frame SILENT)
 Recognised words (``(text, end_s)``, ``(text, start_s, end_s)`` or ``Word``) feed the text stream: a word
 is visible in the frame holding its end time; a word that arrives late goes into the current frame; one
 whose end lies in the future waits for its frame, up to ``max_pending_words`` per party and
-``max_future_s`` ahead (later or surplus words are dropped and counted in ``state.dropped_words``).
+``max_future_s`` ahead (later or surplus words are dropped and counted in ``state.dropped_words``, so a
+frame shows at most ``max_pending_words`` words per party, of which the tokenizer keeps the last ``k``);
+an unreadable word is dropped and counted in ``state.bad_words``; neither refuses the frame. A refused
+frame (bad features) loses no queued word: the words visible in it appear in the next frame made.
 
 Differences from the offline (whole-file) features of ``corpora.audio``, all forced by causality:
 
@@ -42,11 +45,13 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 import webrtcvad
 from backchannel.corpora.audio import (
     ANALYSIS_SR,
@@ -67,6 +72,34 @@ from backchannel.text import TextTokenizer
 CONTEXT_FRAMES = 3  # frames of audio Praat sees (240 ms: pitch needs 50 ms windows, intensity ~107 ms)
 PARTIES = ("listener", "speaker")
 FRAME_KEYS = ("va_listener", "va_speaker", "prosody", "prosody_mask", "text_listener", "text_speaker")
+
+
+def _read_word(w) -> tuple[str, float, float]:
+    """``(text, start_s, end_s)`` of one recognised word (``Word`` or a 2/3-tuple); ``ValueError`` or
+    ``TypeError`` saying why it cannot be read."""
+    if hasattr(w, "end") and hasattr(w, "text"):
+        text, start, end = w.text, getattr(w, "start", w.end), w.end
+    elif isinstance(w, (tuple, list)) and len(w) in (2, 3):
+        text, start, end = (w[0], w[1], w[1]) if len(w) == 2 else w
+    else:
+        raise ValueError(f"a word must be a Word or (text, end_s) / (text, start_s, end_s), got {w!r:.80}")
+    if not isinstance(text, str):
+        raise TypeError(f"word text must be a string, got {type(text).__name__}")
+    if not (isinstance(start, numbers.Real) and isinstance(end, numbers.Real)):
+        raise TypeError(f"word {text!r:.40} times must be numbers (s), got {type(start).__name__}, "
+                        f"{type(end).__name__}")
+    start, end = float(start), float(end)
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise ValueError(f"word {text!r:.40} has a non-finite time (start {start}, end {end})")
+    return text, start, end
+
+
+def _number(x, name: str) -> float:
+    """One real number given as a scalar (Python, numpy, 0-d or 1-element array); ``ValueError`` otherwise."""
+    a = np.asarray(x)
+    if a.size != 1 or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool) or np.iscomplexobj(a):
+        raise ValueError(f"{name} must be one real number, got {type(x).__name__} {a.dtype} of shape {a.shape}")
+    return float(a.reshape(()))
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -111,12 +144,17 @@ class _AudioChannel:
         self.last_db = 0.0
         self.warm = False
 
-    def frame(self, pcm) -> tuple[float, list[float], list[bool]]:
+    def check(self, pcm) -> np.ndarray:
+        """One frame of samples as float64 ``[n]``; ``ValueError`` for a wrong length or NaN/inf."""
         x = np.asarray(pcm, dtype=np.float64).reshape(-1)
         if len(x) != self.n:
             raise ValueError(f"audio frame has {len(x)} samples, expected {self.n} (80 ms at {self.sr} Hz)")
         if not np.isfinite(x).all():
             raise ValueError("audio frame holds NaN/inf samples")
+        return x
+
+    def frame(self, x: np.ndarray) -> tuple[float, list[float], list[bool]]:
+        """Voice activity, prosody and its mask of one checked frame (:meth:`check`); advances the state."""
         self.raw = np.concatenate([self.raw, x])[-CONTEXT_FRAMES * self.n:]
         if self.sr == ANALYSIS_SR:
             x16 = self.raw
@@ -178,13 +216,16 @@ class _AudioChannel:
 class FeatureState:
     """One session's streaming feature state: ``t`` frames made, queued words per party
     ``(frame, end, start, seq, text)``, the audio channels (made on first audio), ``dropped_words`` (words
-    refused since the host last read it)."""
+    refused by the queue's bounds) and ``bad_words`` (unreadable words; the first one's problem in
+    ``bad_word``) since the host last read and zeroed them."""
 
     t: int = 0
     seq: int = 0
     pending: dict[str, list] = field(default_factory=lambda: {p: [] for p in PARTIES})
     audio: dict | None = None
     dropped_words: int = 0
+    bad_words: int = 0
+    bad_word: str = ""
 
 
 class StreamingFeatures:
@@ -226,16 +267,17 @@ class StreamingFeatures:
     def step(self, state: FeatureState, frame: Mapping | None = None, *, listener_pcm=None, speaker_pcm=None,
              listener_words: Sequence = (), speaker_words: Sequence = ()) -> FrameInputs:
         """One frame of one session: ``frame`` (given features) or ``listener_pcm``/``speaker_pcm`` (audio),
-        plus the words recognised since the last call. The session's clock advances on every call, errors
-        included (``ValueError`` naming the frame), so queued words keep the host's clock."""
+        plus the words recognised since the last call (queued even when the frame is refused). The session's
+        clock advances on every call, errors included (``ValueError`` naming the frame), so queued words keep
+        the host's clock."""
         try:
+            self.add_words(state, "listener", listener_words)  # first: a refused frame loses no word
+            self.add_words(state, "speaker", speaker_words)
             audio = listener_pcm is not None or speaker_pcm is not None
             if frame is not None and audio:
                 raise ValueError("give either frame features or audio, not both")
             if frame is None and not audio:
                 raise ValueError("no input (give frame features or audio of at least one party)")
-            self.add_words(state, "listener", listener_words)
-            self.add_words(state, "speaker", speaker_words)
             if frame is not None:
                 return self._from_features(state, frame)
             return self._from_audio(state, listener_pcm, speaker_pcm)
@@ -249,27 +291,39 @@ class StreamingFeatures:
         """Queue recognised words of ``party`` (``"listener"``/``"speaker"``): ``Word`` objects or
         ``(text, end_s)`` / ``(text, start_s, end_s)`` tuples. Each becomes visible in the frame holding its
         end time, or in the next frame made if that frame is already past. Words ending more than
-        ``max_future_s`` ahead, or beyond ``max_pending_words`` queued, are dropped (``state.dropped_words``)."""
+        ``max_future_s`` ahead, or beyond ``max_pending_words`` queued, are dropped (``state.dropped_words``;
+        once the queue is full the rest of ``words`` is counted, not read); a word that cannot be read (not
+        one of the forms above, a time that is not a finite number) is dropped too (``state.bad_words``, its
+        problem in ``state.bad_word``). ``words=None`` is no words; a string or a non-iterable is one bad
+        word. Never raises for the words themselves."""
         if party not in PARTIES:
             raise ValueError(f"party must be one of {PARTIES}, got {party!r}")
+        if words is None:
+            return
+        if isinstance(words, (str, bytes)) or not isinstance(words, Iterable):
+            self._bad_word(state, party, f"words must be a sequence of words, got {type(words).__name__}")
+            return
         queue = state.pending[party]
         horizon = (state.t + 1) * FRAME_S + self.max_future_s
-        for w in words:
-            if hasattr(w, "end"):
-                text, start, end = w.text, w.start, w.end
-            elif len(w) == 2:
-                text, end = w
-                start = end
-            else:
-                text, start, end = w
-            end, start = float(end), float(start)
-            if not math.isfinite(end):
-                raise ValueError(f"word {text!r} of the {party} has a non-finite end time {end}")
-            if end > horizon or len(queue) >= self.max_pending_words:
+        for i, w in enumerate(words):
+            if len(queue) >= self.max_pending_words:  # full: the rest is dropped unread
+                state.dropped_words += len(words) - i if isinstance(words, Sized) else 1 + sum(1 for _ in words)
+                return
+            try:
+                text, start, end = _read_word(w)
+            except (TypeError, ValueError, OverflowError) as err:
+                self._bad_word(state, party, str(err))
+                continue
+            if end > horizon:
                 state.dropped_words += 1
                 continue
-            queue.append((time_to_frame(end), end, start, state.seq, str(text)))
+            queue.append((time_to_frame(end), end, start, state.seq, text))
             state.seq += 1
+
+    @staticmethod
+    def _bad_word(state: FeatureState, party: str, problem: str) -> None:
+        state.bad_words += 1
+        state.bad_word = state.bad_word or f"{party}: {problem}"
 
     def _visible(self, state: FeatureState, party: str) -> list[str]:
         """Queued words of ``party`` visible at frame ``t``, in (end, start) order; removes them."""
@@ -280,40 +334,57 @@ class StreamingFeatures:
         return [w[4] for w in sorted(ready, key=lambda w: w[1:4])]
 
     def _text_ids(self, state: FeatureState, given: Mapping) -> np.ndarray:
+        """``[2, K]`` ids of the frame: its given ``text_ids``, or its given text plus the queued words now
+        visible. Reads everything given before taking any queued word, so a refused frame loses no word."""
         if "text_ids" in given:
             ids = np.asarray(given["text_ids"])
-            if ids.shape != (2, self.tokenizer.k):
-                raise ValueError(f"text_ids has shape {ids.shape}, expected (2, {self.tokenizer.k})")
-            return ids
-        rows = []
+            if ids.shape != (2, self.tokenizer.k) or not np.issubdtype(ids.dtype, np.integer):
+                raise ValueError(f"text_ids must be integers of shape (2, {self.tokenizer.k}), got {ids.dtype} "
+                                 f"{ids.shape}")
+            if ids.min() < 0 or ids.max() >= self.tokenizer.vocab_size:
+                raise ValueError(f"text_ids must lie in [0, {self.tokenizer.vocab_size}), got {ids.min()}..{ids.max()}")
+            return ids.astype(np.int64)
+        given_words = []
         for party in PARTIES:
-            text = given.get(f"text_{party}") or ""
-            words = text.split() if isinstance(text, str) else [str(x) for x in text]
-            rows.append(self.tokenizer.encode_frame(words + self._visible(state, party)))
-        return np.asarray(rows, dtype=np.int64)
+            text = given.get(f"text_{party}")
+            if text is None or isinstance(text, str):
+                given_words.append((text or "").split())
+            elif isinstance(text, Sequence) and all(isinstance(x, str) for x in text):
+                given_words.append([w for x in text for w in x.split()])
+            else:
+                raise ValueError(f"text_{party} must be a string or a list of strings, got {type(text).__name__}")
+        return np.asarray([self.tokenizer.encode_frame(words + self._visible(state, party))
+                           for party, words in zip(PARTIES, given_words)], dtype=np.int64)
 
     # ------------------------------------------------------------------ the two paths
     def _from_features(self, state: FeatureState, frame: Mapping) -> FrameInputs:
+        if not isinstance(frame, Mapping):
+            raise TypeError(f"frame features must be a mapping, got {type(frame).__name__}")
         for key in ("va_listener", "va_speaker"):
             if key not in frame:
-                raise ValueError(f"missing {key!r} (have {sorted(frame)})")
-        va = [float(np.asarray(frame[k]).reshape(())) for k in ("va_listener", "va_speaker")]
-        return FrameInputs.frame(va[0], va[1], frame.get("prosody"), frame.get("prosody_mask"),
-                                 self._text_ids(state, frame))
+                raise ValueError(f"missing {key!r} (have {sorted(map(str, frame))})")
+        va = [_number(frame[k], k) for k in ("va_listener", "va_speaker")]
+        x = FrameInputs.frame(va[0], va[1], frame.get("prosody"), frame.get("prosody_mask"))  # checked, clamped
+        x.text_ids = torch.from_numpy(self._text_ids(state, frame)).unsqueeze(0)  # last: takes queued words
+        return x
 
     def _from_audio(self, state: FeatureState, listener_pcm, speaker_pcm) -> FrameInputs:
         if state.audio is None:
             state.audio = {p: _AudioChannel(self.sample_rate, self.vad_mode, self.prosody, self.norm_window_s,
                                             self.min_voiced_s) for p in PARTIES}
+        given = {}
+        for party, pcm in zip(PARTIES, (listener_pcm, speaker_pcm)):  # check both before advancing either
+            if pcm is not None:
+                try:
+                    given[party] = state.audio[party].check(pcm)
+                except (ValueError, TypeError) as err:
+                    raise ValueError(f"{party}: {err}") from None
         va, pros, mask = [], [], []
-        for party, pcm in zip(PARTIES, (listener_pcm, speaker_pcm)):
-            if pcm is None:
+        for party in PARTIES:
+            if party not in given:
                 v, p, m = 0.0, [0.0] * 4, [False] * 4
             else:
-                try:
-                    v, p, m = state.audio[party].frame(pcm)
-                except ValueError as err:
-                    raise ValueError(f"{party}: {err}") from None
+                v, p, m = state.audio[party].frame(given[party])
             va.append(v)
             pros += p
             mask += m

@@ -9,18 +9,24 @@ policy. Every stage follows one streaming protocol (``init_state(batch)``, ``ste
 Fault isolation (the host's loop must never stall on us nor crash):
 
 - any exception from the features, the backbone, the head, the output check or the policy makes that frame
-  SILENT (``Decision.fault`` = ``"features:ValueError"``, ``"model:RuntimeError"``, ``"model:output"``...);
-  non-finite outputs are ``"model:nan"``;
+  SILENT (``Decision.fault`` = ``"features:ValueError"``, ``"model:RuntimeError"``, ``"model:output"`` for
+  head outputs of the wrong structure, type or shape...); non-finite outputs are ``"model:nan"``;
 - a model call (backbone + head) whose wall time exceeds ``deadline_s`` makes that frame SILENT
   (``"deadline"``); its work is done and kept (states advanced), only the decision comes too late. The call
   is synchronous: a head that sleeps delays the host by that long, it cannot be preempted;
 - faults are counted in ``faults`` and logged once per kind (``plugin.faults.Faults``); words refused by the
-  bounded word queue are counted as ``"words:dropped"`` (the frame is still decided);
-- one bad frame costs that frame only: inputs are clamped at the frame-input boundary, a backbone stream
-  whose output is not finite does not advance (the next frame overwrites its slot), a head stream keeps its
-  previous state, and the policy sees the frame as certain silence (``probs=None``). A step that raises
-  part-way leaves ``TimingBackbone``'s frame counter unchanged, so the failed frame is dropped from its
-  history too (tested).
+  bounded word queue are counted as ``"words:dropped"``, unreadable words as ``"words:malformed"`` (for both,
+  the frame is still decided);
+- one bad frame costs that frame only. Inputs are checked and clamped at the frame-input boundary
+  (``FrameInputs.clamped``): a value it can clamp (voice activity outside [0, 1], prosody outside
+  ``inputs.BOUNDS``) is fed clamped, not a fault; a frame it refuses (NaN/inf voice activity or unmasked
+  prosody, wrong shapes or types) is SILENT (``"features:ValueError"``) and never reaches the model, and the
+  queued words visible in it appear in the next frame. A backbone stream whose output is not finite does not
+  advance (the next frame overwrites its slot); the head keeps its previous state on any fault of the model
+  call (exception, bad output, non-finite output); the policy sees the faulted frame as certain silence
+  (``probs=None``). A step that raises part-way leaves ``TimingBackbone``'s frame counter unchanged, so the
+  failed frame is dropped from its history too. So the frames after a bad one are decided exactly as if it
+  had been clamped (a clampable frame) or had reached neither backbone nor head (a refused frame) (tested).
 
 ``ListenerPool`` steps many sessions in one batched backbone/head call (same decisions as separate
 listeners up to float rounding of batched matrix products). Every stage keeps one state row per session,
@@ -53,14 +59,24 @@ from .features import StreamingFeatures, split_frames
 log = logging.getLogger(__name__)
 
 
+_WORDS_DROPPED = "the words are dropped, the frame is decided"
+
+
 class HeadOutputError(ValueError):
-    """A head returned logits of the wrong shape."""
+    """A head's outputs are not ``HeadOutputs`` of float tensors of the expected shapes."""
 
 
 def head_outputs(out, batch: int) -> tuple[list, list, list | None]:
     """A head's ``HeadOutputs`` of one frame as nested lists: softmax of the ``[B, 3]`` action and ``[B, 5]``
-    type logits, sigmoid of the ``[B]`` onset logits (None without); ``HeadOutputError`` for any other shape."""
+    type logits, sigmoid of the ``[B]`` onset logits (None without); ``HeadOutputError`` for anything else
+    (not three outputs, not floating-point tensors, other shapes). Finiteness is the caller's check."""
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise HeadOutputError(f"head gave {type(out).__name__}, expected HeadOutputs(action, bc_type, onset)")
     action_logits, type_logits, onset = out
+    for name, x in (("action", action_logits), ("type", type_logits), ("onset", onset)):
+        if not (x is None and name == "onset") and not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            raise HeadOutputError(f"head gave {name} logits of type {type(x).__name__}"
+                                  f"{f' {x.dtype}' if isinstance(x, torch.Tensor) else ''}, expected a float tensor")
     if tuple(action_logits.shape) != (batch, len(ACTIONS)) or tuple(type_logits.shape) != (batch, len(BC_TYPES)):
         raise HeadOutputError(f"head gave action logits {tuple(action_logits.shape)} and type logits "
                               f"{tuple(type_logits.shape)}; expected ({batch}, {len(ACTIONS)}) and "
@@ -146,17 +162,35 @@ class StreamingListener:
         except Exception as err:  # noqa: BLE001 -- fault isolation: any failure silences the frame
             return self._decide(fault=self._faults.record(f"features:{type(err).__name__}", self.t, err))
         finally:
-            if state.dropped_words:
-                self._faults.record("words:dropped", self.t, detail="words beyond the word queue's bounds",
-                                    n=state.dropped_words)
-                state.dropped_words = 0
-        return self.step_inputs(inputs)
+            self._record_words(state)
+        if self.backbone is None:  # a setup error, not a frame's
+            raise ValueError("this listener has no backbone: feed hidden states with step_hidden()")
+        return self._model(lambda: self._backbone_head(inputs))  # checked and clamped by the features
+
+    def _record_words(self, state) -> None:
+        if state.dropped_words:
+            self._faults.record("words:dropped", self.t, detail="words beyond the word queue's bounds",
+                                n=state.dropped_words, consequence=_WORDS_DROPPED)
+            state.dropped_words = 0
+        if state.bad_words:
+            self._faults.record("words:malformed", self.t, detail=state.bad_word, n=state.bad_words,
+                                consequence=_WORDS_DROPPED)
+            state.bad_words, state.bad_word = 0, ""
 
     def step_inputs(self, inputs: Mapping[str, torch.Tensor]) -> Decision:
-        """Decide the next frame from ready backbone inputs (``FrameInputs`` of one frame, batch 1)."""
+        """Decide the next frame from ready backbone inputs (``FrameInputs`` of one frame, batch 1, or a dict
+        with its keys). They pass the same boundary as :meth:`step`'s (shapes checked, values clamped by
+        ``FrameInputs.clamped``; a frame that fails it is SILENT, ``"inputs:ValueError"``)."""
         if self.backbone is None:
             raise ValueError("this listener has no backbone: feed hidden states with step_hidden()")
-        return self._model(lambda: self._backbone_head(inputs))
+        try:
+            FrameInputs.check_shapes(inputs, "step_inputs", dims=1)
+            ids = inputs.get("text_ids")
+            x = FrameInputs(*(inputs[k] for k in ("va_listener", "va_speaker", "prosody", "prosody_mask")),
+                            ids).clamped()
+        except Exception as err:  # noqa: BLE001 -- fault isolation: a refused frame is SILENT
+            return self._decide(fault=self._faults.record(f"inputs:{type(err).__name__}", self.t, err))
+        return self._model(lambda: self._backbone_head(x))
 
     def step_hidden(self, hidden: torch.Tensor, inputs: Mapping | None = None) -> Decision:
         """Decide the next frame from a backbone hidden state ``[1, d]`` computed by the host (e.g. a
@@ -179,6 +213,7 @@ class StreamingListener:
         try:
             probs, type_probs, onset = call()
         except Exception as err:  # noqa: BLE001 -- fault isolation: any failure silences the frame
+            self.head_state = head_state  # the head did not consume the frame
             kind = "model:output" if isinstance(err, HeadOutputError) else f"model:{type(err).__name__}"
             return self._decide(fault=self._faults.record(kind, t, err))
         self.last_latency_s = elapsed = time.perf_counter() - start
@@ -312,6 +347,7 @@ class ListenerPool:
             out, self.head_state = self.head.step(self.head_state, hidden, inputs)
             probs, type_probs, onset = head_outputs(out, self.n)
         except Exception as err:  # noqa: BLE001 -- fault isolation: any failure silences the frame
+            self.head_state = head_state  # no session's head consumed the frame
             kind = "model:output" if isinstance(err, HeadOutputError) else f"model:{type(err).__name__}"
             kind = self._faults.record(kind, self.t(), err)
             return self._decide_all(None, None, [kind] * self.n)

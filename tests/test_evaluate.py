@@ -257,6 +257,16 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         Head(Short()).predict(rows)
     with pytest.raises(ValueError, match="checkpoint runs/x.ckpt: toy/t1/f: predictor gave"):
         Head(Short(), source="runs/x.ckpt").predict(rows)
+
+    class NaN:
+        def predict_rows(self, rows):
+            n = rows[0]["n_frames"]
+            a = np.full((n, 3), 1 / 3)
+            a[n // 2, 1] = np.nan
+            return [{"action_probs": a, "type_probs": np.full((n, 5), 0.2), "vap_p_shift": None}]
+
+    with pytest.raises(ValueError, match=r"checkpoint runs/x\.ckpt: toy/t1/f: action_probs must be finite"):
+        Head(NaN(), source="runs/x.ckpt").predict(rows)
     with pytest.raises(ValueError, match="unknown systems"):
         evaluate_corpus("toy", rows, rows, systems=["oracle"], progress=False)
     with pytest.raises(CorpusError, match="not a prepared dataset"):
