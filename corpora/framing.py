@@ -204,6 +204,26 @@ class _Shared:
         return spans, words
 
 
+def heard_listener(row: dict) -> dict:
+    """A prepared row with the listener's backchannel candidates put back into its streams: what an agent
+    hears of its user (the reversed role of the user-onset task). ``va_listener`` gets each candidate's
+    share of each frame back (the inverse of what framing left out, clipped to [0, 1]) and
+    ``text_listener`` its form's words at the frame of its offset (word ends inside a candidate are not
+    stored). Labels and everything else are unchanged."""
+    n = int(row["n_frames"])
+    spans = list(zip(np.asarray(row["bc_onsets"], dtype=np.float64).tolist(),
+                     np.asarray(row["bc_offsets"], dtype=np.float64).tolist()))
+    va = np.asarray(row["va_listener"], dtype=np.float32)
+    out = dict(row, va_listener=np.clip(va + interval_activity(spans, n), 0.0, 1.0).astype(np.float32))
+    text = list(row["text_listener"])
+    for (_, offset), form in zip(spans, row["bc_forms"]):
+        f = min(max(time_to_frame(offset), 0), n - 1) if n else -1
+        if f >= 0 and form:
+            text[f] = f"{text[f]} {form}".strip()
+    out["text_listener"] = text
+    return out
+
+
 def _frame(dialogue: Dialogue, listener: str, events, cfg: LabelSettings, shared: _Shared) -> dict:
     ev = events[listener] if isinstance(events, DialogueEvents) else events
     if ev.listener != listener:

@@ -9,6 +9,7 @@ from backchannel.evaluation.scoring import type_report
 from backchannel.evaluation.systems import TypeBaseline
 from backchannel.evaluation.user_onsets import (
     decision_frame,
+    heard,
     lexicon_scores,
     model_scores,
     onset_cases,
@@ -80,13 +81,15 @@ def onset_row(isolated=None):
     """50 frames (4 s). The floor party speaks 0-2.0 s and 3.2-4.0 s. Listener onsets: a backchannel at
     1.0 s ("mhm" ending in frame 14), a shift at 2.1 s ("okay so then", frames 27-29: 0.1 s after the floor
     party stopped), an interruption at 3.5 s ("wait", frame 45); left out: a shift at 2.6 s (0.6 s after
-    the floor party stopped) and a backchannel at 3.8 s (its 400 ms frame lies past the end)."""
+    the floor party stopped) and a backchannel at 3.8 s (its 400 ms frame lies past the end). As prepared,
+    the listener's streams leave its backchannels out; ``heard`` puts them back."""
     n = 50
     va_s = np.zeros(n)
     va_s[:25], va_s[40:] = 1, 1
     text = np.array([""] * n, dtype=object)
-    text[14], text[27], text[28], text[29], text[45] = "mhm", "okay", "so", "then", "wait"
-    row = {"n_frames": n, "va_speaker": va_s, "text_listener": text, "bc_onsets": np.array([1.0, 3.8]),
+    text[27], text[28], text[29], text[45] = "okay", "so", "then", "wait"
+    row = {"n_frames": n, "va_speaker": va_s, "va_listener": np.zeros(n, dtype=np.float32), "text_listener": text,
+           "bc_onsets": np.array([1.0, 3.8]), "bc_offsets": np.array([1.15, 3.9]), "bc_forms": ["mhm", "yeah"],
            "shift_onsets": np.array([2.1, 2.6]), "interruption_onsets": np.array([3.5])}
     if isolated is not None:
         row["bc_isolated"] = np.array(isolated)
@@ -108,10 +111,21 @@ def test_decision_frames_and_cases():
     assert list(iso.onset) == [2.1, 3.5] and list(iso.label) == [0, 0]
 
 
+def test_heard_rows_put_the_backchannels_back():
+    (row,) = heard([onset_row()])
+    assert row["text_listener"][14] == "mhm" and row["text_listener"][48] == "yeah"  # at their offsets' frames
+    assert row["text_listener"][27] == "okay" and onset_row()["text_listener"][14] == ""
+    va = row["va_listener"]  # 1.00-1.15 s over frames 12 (0.96-1.04), 13, 14 (1.12-1.20); 3.80-3.90 s
+    np.testing.assert_allclose(va[[12, 13, 14, 47, 48]], [0.5, 1.0, 0.375, 0.5, 0.75], rtol=1e-6)
+    assert va.sum() == pytest.approx(0.5 + 1.0 + 0.375 + 0.5 + 0.75)
+    assert row["va_speaker"] is onset_row()["va_speaker"] or np.array_equal(row["va_speaker"], onset_row()["va_speaker"])
+
+
 def test_lexicon_rule_on_visible_words():
     rows = [onset_row()]
     cases = onset_cases(rows, "all")
-    s = lexicon_scores(cases, rows)
+    assert lexicon_scores(cases, rows)[0].tolist() == [0.5, 0.5, 0.5, 0.5]  # unheard: the "mhm" is left out
+    s = lexicon_scores(cases, heard(rows))
     # bc: "mhm" visible from 160 ms; shift: "okay" at 80 ms (lexical), then "okay so" (not); interruption: "wait"
     assert s.tolist() == [[0.5, 1, 1, 1], [1, 0, 0, 0], [0.5, 0, 0, 0]]
     rep = onset_report(cases, s)

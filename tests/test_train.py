@@ -419,6 +419,24 @@ def test_train_needs_a_config_and_its_help_lists_lightning_options(capsys):
     assert "--optimizer" not in out  # the modules configure their own optimizers
 
 
+def test_heard_cache_carries_only_onset_targets_on_the_heard_rows(work, tmp_path):
+    from backchannel.corpora.framing import heard_listener
+    from backchannel.evaluation.user_onsets import onset_targets
+
+    backbone = load_predictor_backbone(work["backbone"])
+    plain = build_feature_cache(backbone, "timing", "h", work["data"], "dev", tmp_path, progress=False)
+    heard = build_feature_cache(backbone, "timing", "h", work["data"], "dev", tmp_path, progress=False, heard=True)
+    assert plain.cache_files[0]["filename"] != heard.cache_files[0]["filename"]  # its own key
+    rows = list(load_prepared(work["data"])[0]["dev"])
+    i = next(k for k, r in enumerate(rows) if len(r["bc_onsets"]))
+    h = heard.with_format("numpy")[i]
+    assert (h["action"] == -1).all() and (h["bc_type"] == -1).all()  # no action or type target
+    assert h["onset"].tolist() == onset_targets(rows[i], "isolated" if "bc_isolated" in rows[i] else "all").tolist()
+    want = heard_listener(rows[i])["va_listener"]
+    np.testing.assert_allclose(h["va"][:, 0].astype(np.float32), want, atol=1e-3)
+    assert (h["va"][:, 0].astype(np.float32) > plain.with_format("numpy")[i]["va"][:, 0] + 0.1).any()  # heard more
+
+
 def test_vad_hangover_holds_speech_past_its_end_causally():
     va = np.array([0, 1, 1, 0.3, 0, 0, 0, 1, 0, 0], dtype=np.float32)
     assert vad_hangover(va, 0).tolist() == va.tolist()

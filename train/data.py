@@ -30,6 +30,7 @@ import lightning as L
 import numpy as np
 import torch
 from backchannel.corpora.dataset import load_prepared
+from backchannel.corpora.framing import heard_listener
 from datasets import Array2D, Dataset, Features, List, Value
 from datasets.arrow_writer import ArrowWriter
 from torch.utils.data import DataLoader, Sampler
@@ -333,7 +334,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def cache_key(backbone: str, backbone_hash: str, manifest: Mapping, split: str, use_text: bool,
-              max_rows: int | None, seed: int, hangover: Sequence[int] = ()) -> dict:
+              max_rows: int | None, seed: int, hangover: Sequence[int] = (), heard: bool = False) -> dict:
     """Everything that decides the cached features of one (corpus, split)."""
     key = {"format": CACHE_FORMAT, "backbone": backbone, "backbone_hash": backbone_hash,
            "corpus": manifest["corpus"], "fingerprint": manifest["fingerprint"],
@@ -341,6 +342,8 @@ def cache_key(backbone: str, backbone_hash: str, manifest: Mapping, split: str, 
            "use_text": use_text, "max_rows": max_rows, "seed": seed if max_rows is not None else None}
     if hangover:
         key["hangover"] = list(hangover)
+    if heard:
+        key["heard"] = True
     return key
 
 
@@ -378,20 +381,22 @@ def extract_features(backbone, rows: Sequence[Mapping], tokenizer: TextTokenizer
 def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus_dir: str | Path, split: str,
                         cache_dir: str | Path, use_text: bool = True, max_rows: int | None = None, seed: int = 0,
                         tokenizer: TextTokenizer | None = None, progress: bool = True,
-                        rows_per_step: int = 8, hangover: Sequence[int] = ()) -> Dataset:
+                        rows_per_step: int = 8, hangover: Sequence[int] = (), heard: bool = False) -> Dataset:
     """Cached backbone features of one prepared corpus split (a memory-mapped ``datasets.Dataset`` with, per
     row, ``features`` float16 ``[T, d]``, the frame inputs a direct head reads (``va`` ``[T, 2]``, ``text_ids``
     ``[T, 2 K]``), the labels ``action``, ``bc_type`` and ``onset`` (``evaluation.user_onsets.onset_targets``), the
     gold ``bc_onsets`` of the dataset's backchannel definition, and ids).
 
     ``hangover``: the voice activity of every row is first seen through ``vad_hangover`` with a number of
-    frames drawn per row from these (a VAD-like copy for robust training). Re-used when ``cache_dir`` holds
+    frames drawn per row from these (a VAD-like copy for robust training). ``heard``: the rows as an agent
+    hears its user (``corpora.framing.heard_listener``: the listener's backchannels back in its streams) with
+    only the ``onset`` targets (``action`` and ``bc_type`` all -1): the user-onset task's training copy. Re-used when ``cache_dir`` holds
     one with the same key (backbone name and hash, corpus manifest fingerprint, split, text use, row subset,
     hangover); otherwise built (batched ``forward``, progress bar) into a temporary folder that is renamed
     into place when complete.
     """
     dsd, manifest = load_prepared(corpus_dir)
-    key = cache_key(backbone_name, backbone_hash, manifest, split, use_text, max_rows, seed, hangover)
+    key = cache_key(backbone_name, backbone_hash, manifest, split, use_text, max_rows, seed, hangover, heard)
     path = cache_path(cache_dir, key)
     if (path / "key.json").is_file() and json.loads((path / "key.json").read_text()) == key:
         return Dataset.from_file(str(path / "data.arrow"))
@@ -417,13 +422,18 @@ def build_feature_cache(backbone, backbone_name: str, backbone_hash: str, corpus
                 if hangover:
                     rows = [_with_hangover(r, hangover_of(seed, (r["dialogue"], r["listener"]), hangover))
                             for r in rows]
+                if heard:
+                    rows = [heard_listener(r) for r in rows]
                 for row, (hidden, x) in zip(rows, extract_features(backbone, rows, tokenizer if use_text else None)):
                     n = int(row["n_frames"])
                     ids = x.text_ids.reshape(n, -1).numpy() if width else np.zeros((n, 0))
+                    unlabelled = np.full(n, -1, dtype=np.int8)
                     writer.write({"corpus": row["corpus"], "dialogue": row["dialogue"], "listener": row["listener"],
                                   "n_frames": n, "features": hidden.astype(np.float16),
                                   "va": np.stack([x.va_listener.numpy(), x.va_speaker.numpy()], 1).astype(np.float16),
-                                  "text_ids": ids.astype(np.int16), "action": row["action"], "bc_type": row["bc_type"],
+                                  "text_ids": ids.astype(np.int16),
+                                  "action": unlabelled if heard else row["action"],
+                                  "bc_type": unlabelled if heard else row["bc_type"],
                                   "onset": onset_targets(row, definition),
                                   "bc_onsets": gold_onsets(row, definition)})
                     bar.update(int(row["n_frames"]))
@@ -522,12 +532,15 @@ class HeadDataModule(L.LightningDataModule):
     of rows (MRDA listener rows span whole meetings). Crops of ``crop_seconds``, ``batches_per_epoch``
     batches of ``batch_size``, corpora mixed by ``corpus_weights`` (default: by frames). ``vad_hangover``: also
     train on a copy of the train rows whose voice activity a VAD would report (``vad_hangover`` frames drawn
-    per row from these)."""
+    per row from these). ``heard_onsets``: the head's onset output trains on a copy of the train rows as an
+    agent hears its user (the listener's backchannels in its streams; ``build_feature_cache(heard=True)``),
+    and not on the rows that leave them out (there, no speech at an onset would give the answer away)."""
 
     def __init__(self, corpora: list[str], cache_dir: str = "runs/cache", crop_seconds: tuple[float, float] = (60.0, 60.0),
                  batch_size: int = 16, batches_per_epoch: int = 50, corpus_weights: dict[str, float] | None = None,
                  max_rows: dict[str, int] | None = None, dev_max_rows: dict[str, int] | None = None, seed: int = 0,
-                 vad_hangover: list[int] | None = None, num_workers: int = 0, progress: bool = True):
+                 vad_hangover: list[int] | None = None, heard_onsets: bool = False, num_workers: int = 0,
+                 progress: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.train_rows: list[CachedRow] | None = None
@@ -545,15 +558,21 @@ class HeadDataModule(L.LightningDataModule):
             _, manifest = load_prepared(folder)
             cname = manifest["corpus"]
             self.manifests[cname] = manifest
-            jobs = [("train", h.max_rows, self.train_rows, ()), ("dev", h.dev_max_rows, self.dev_rows, ())]
+            jobs = [("train", h.max_rows, self.train_rows, (), False), ("dev", h.dev_max_rows, self.dev_rows, (), False)]
             if h.vad_hangover:  # a second, VAD-like copy of the train rows
-                jobs.insert(1, ("train", h.max_rows, self.train_rows, tuple(h.vad_hangover)))
-            for split, limit, out, hangover in jobs:
+                jobs.insert(1, ("train", h.max_rows, self.train_rows, tuple(h.vad_hangover), False))
+            if h.heard_onsets:  # the onset output's copy: the listener's backchannels heard
+                jobs.insert(1, ("train", h.max_rows, self.train_rows, (), True))
+            for split, limit, out, hangover, heard in jobs:
                 n = (limit or {}).get(cname)
                 ds = build_feature_cache(backbone, name, backbone_hash, folder, split, h.cache_dir, use_text, n,
-                                         h.seed, progress=h.progress, hangover=hangover)
+                                         h.seed, progress=h.progress, hangover=hangover, heard=heard)
                 self.cache_paths.append(ds.cache_files[0]["filename"])
-                out += cached_rows(ds)
+                rows = cached_rows(ds)
+                if h.heard_onsets and split == "train" and not heard:
+                    for r in rows:
+                        r.onset = None  # no onset targets where the listener's backchannels are left out
+                out += rows
         names = {m["corpus"]: str(f) for f, m in zip(h.corpora, self.manifests.values())}
         self.manifest_summary = manifest_summary(self.manifests, names)
         self.cache_build_s = time.perf_counter() - t0  # seconds spent building or loading the caches

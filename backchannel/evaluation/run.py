@@ -153,7 +153,8 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
     if all(o.types is not None for o in test):
         rep["types"] = scoring.type_report([o.types for o in test], test_rows)
     if all(o.onset is not None for o in test):
-        rep["user_onsets"] = user_onsets.user_onsets(test_rows, definitions(test_rows), [o.onset for o in test])
+        heard = system.predict(user_onsets.heard(test_rows))  # the onset output on the user's speech heard
+        rep["user_onsets"] = user_onsets.user_onsets(test_rows, definitions(test_rows), [o.onset for o in heard])
     return rep, extras
 
 

@@ -8,6 +8,10 @@ holding the onset or in one of the frames back to the one holding ``onset - floo
 at most 0.2 s before the onset). The decision at delay ``d`` reads the frame whose end is the first at or
 after ``onset + d``; onsets whose last decision frame lies past the row's end are left out, so every
 delay scores the same onsets.
+
+Every score reads the rows as an agent hears its user (``heard``: the listener's backchannel candidates,
+which the prepared rows leave out of its streams, put back): the task is to tell the user's "mhm" from a
+barge-in while hearing it.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
 from backchannel.corpora.events import LabelSettings
+from backchannel.corpora.framing import heard_listener
 from backchannel.frames import FRAME_HZ, time_to_frame
 from backchannel.lexicon import is_lexical_backchannel
 
@@ -138,12 +143,19 @@ def onset_report(cases: OnsetCases, scores: np.ndarray) -> dict:
     return out
 
 
+def heard(rows: Sequence[dict]) -> list[dict]:
+    """The rows as an agent hears its user (``corpora.framing.heard_listener``): what a system's onset
+    output must be computed on."""
+    return [heard_listener(r) for r in rows]
+
+
 def user_onsets(rows: Sequence[dict], definitions: Sequence[str], onset_probs=None) -> dict:
-    """Per definition, :func:`onset_report` of a system's ``onset_probs`` (per row [n]) or, without them,
-    of the lexicon rule."""
+    """Per definition, :func:`onset_report` of a system's ``onset_probs`` (per row [n], computed on
+    ``heard(rows)``) or, without them, of the lexicon rule on the words heard."""
     out = {}
+    heard_rows = heard(rows) if onset_probs is None else None
     for definition in definitions:
         cases = onset_cases(rows, definition)
-        s = lexicon_scores(cases, rows) if onset_probs is None else model_scores(cases, onset_probs)
+        s = lexicon_scores(cases, heard_rows) if onset_probs is None else model_scores(cases, onset_probs)
         out[definition] = onset_report(cases, s)
     return out
