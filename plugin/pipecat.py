@@ -408,10 +408,22 @@ class BackchannelProcessor(FrameProcessor):
         self._user_words += [(w, self.time_s) for w in stable[self._given:]]
         self._given = 0 if final else max(self._given, len(stable))
 
+    def unsaid_reason(self, decision: Decision) -> str | None:
+        """Why a ``BACKCHANNEL`` decision is not spoken now: ``"bot backchannels off"``, ``"bot speaking"`` or
+        ``"user speech held"``; None when it is spoken (or is no backchannel)."""
+        if decision.action != "BACKCHANNEL":
+            return None
+        if not self.bot_backchannels:
+            return "bot backchannels off"
+        if self.bot_speaking:
+            return "bot speaking"
+        if self.holding:
+            return "user speech held"
+        return None
+
     async def _act(self, decision: Decision) -> None:
         await self._call_event_handler("on_decision", decision)
-        if decision.action == "BACKCHANNEL" and self.bot_backchannels and not self.bot_speaking \
-                and not self.holding:
+        if decision.action == "BACKCHANNEL" and self.unsaid_reason(decision) is None:
             await self.push_frame(BotBackchannelFrame(text=decision.form))
             await self._call_event_handler("on_bot_backchannel", decision)
 

@@ -593,8 +593,7 @@ def test_onsets_need_two_quiet_frames_before_them():
     assert processor.user_listener.t == 20
 
 
-def test_example_dry_run(capsys):
-    """examples/pipecat_agent.py --dry-run: the "mhm" is a user backchannel, the real turn interrupts."""
+def _example():
     import importlib.util
     from pathlib import Path
 
@@ -602,6 +601,62 @@ def test_example_dry_run(capsys):
     spec = importlib.util.spec_from_file_location("pipecat_agent_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    seen = asyncio.run(example.dry_run(seconds=6.0, seed=0, realtime=False, on=0.35))
-    assert seen["UserBackchannelFrame"] == 1 and seen["InterruptionFrame"] == 1
-    assert "LLM context: [{'role': 'user', 'content': 'turn left at the lake'}]" in capsys.readouterr().out
+    return example
+
+
+class ScriptedHead(OnsetHead):
+    """BACKCHANNEL certain at the model calls in ``fire``; onset p(backchannel) per call range."""
+
+    def __init__(self, fire, onset_ranges):
+        super().__init__(0.5)
+        self.fire, self.ranges = set(fire), onset_ranges
+
+    def step(self, state, x, inputs=None):
+        out, nxt = super().step(state, x, inputs)
+        action = torch.full((x.shape[0], 3), -30.0)
+        action[:, 1 if state in self.fire else 0] = 30.0
+        p = next((p for (a, b), p in self.ranges.items() if a <= state <= b), 0.5)
+        return HeadOutputs(action, out.bc_type, torch.logit(torch.tensor([p] * x.shape[0]))), nxt
+
+
+def test_example_dry_run_shows_each_behaviour_with_the_default_model(monkeypatch, capsys):
+    """examples/pipecat_agent.py --dry-run with the default model (a stand-in whose decisions are known): a
+    backchannel decided while the bot speaks (frame 9) is "not said: bot speaking", one in the story's pause
+    (frame 100, 8.0-8.08 s) reaches the end of the pipeline; the model keeps the bot talking over the "mhm"
+    (p 0.9 around its onset, 1.5 s) and lets the barge-in (p 0.05 around 2.7 s) interrupt before its words."""
+    import backchannel.plugin.listener as listener_module
+
+    example = _example()
+    head = ScriptedHead({9, 100}, {(15, 30): 0.9, (31, 45): 0.05})
+    monkeypatch.setattr(listener_module, "load_listener", lambda *a, **k: StreamingListener(
+        tiny_backbone(), head, Policy(on=0.5, take_turn=None), features=StreamingFeatures(SR, prosody=False),
+        deadline_s=60.0))
+    seen = asyncio.run(example.dry_run())
+    out = capsys.readouterr().out
+    assert seen["bot_backchannels_said"] == 1 and seen["frames"]["BotBackchannelFrame"] == 1
+    assert "bot backchannels said: 1 (BotBackchannelFrame at the end of the pipeline: 1)" in out
+    assert "  8.08 s: bot says 'right' (append_to_context=False)" in out
+    assert "bot backchannels decided but not said: 1\n  0.80 s: not said: bot speaking" in out
+    assert seen["user_backchannels"] == 1 and seen["frames"]["UserBackchannelFrame"] == 1
+    assert "user backchannel 'Mhm.': no interruption" in out
+    assert seen["verdicts"] == ["backchannel", "barge-in"]
+    assert "model verdicts on user onsets while the bot spoke: 2\n  1.76 s: the onset at 1.52 s: backchannel" in out
+    assert seen["barge_ins"] == 1 and "released: model: barge-in (p(backchannel)=0.05 < 0.5)" in out
+    assert "InterruptionFrame at the end of the pipeline while the bot spoke: 1" in out
+    assert "user turns in the LLM context: ['wait, turn left at the lake'" in out
+
+
+def test_example_dry_run_with_random_weights(capsys):
+    """--random-weights (seed 4): the untrained head fires once while the bot speaks (not said) and once in
+    the story (said); the words tell the "mhm" from the barge-in; the printed summary agrees with the frames."""
+    example = _example()
+    seen = asyncio.run(example.dry_run(random_weights=True))
+    out = capsys.readouterr().out
+    assert "model-based user side: off (no onset output: the words decide)" in out
+    assert seen["bot_backchannels_said"] == seen["frames"]["BotBackchannelFrame"] == 1
+    assert seen["bot_backchannels_unsaid"] == 1 and "not said: bot speaking" in out
+    assert seen["user_backchannels"] == seen["frames"]["UserBackchannelFrame"] == 1 and seen["barge_ins"] == 1
+    assert "released: words that are not a backchannel" in out and seen["verdicts"] == []
+    n_turns = len(example.user_speech(12.0)) - 1  # every stretch but the "mhm" is a user turn
+    assert seen["frames"]["InterruptionFrame"] == n_turns
+    assert f"user turns while the bot listened: {n_turns - 1}" in out
