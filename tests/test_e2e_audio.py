@@ -221,6 +221,28 @@ def test_the_benchmark_scores_a_listener_from_pcm_on_the_audio_clock(tiny_slice,
     assert "| pause_gate |" in e2e.markdown(both)
 
 
+def test_ours_is_the_default_model_unless_a_checkpoint_is_given(monkeypatch):
+    """``default_listener()``: ``load_listener()`` (the packaged model) once it takes no argument; a
+    ``--checkpoint`` is passed on; the policy goes with either."""
+    import backchannel.plugin.listener as listener_module
+
+    calls = []
+
+    def load_listener(checkpoint=None, policy=None, **kw):
+        calls.append((checkpoint, policy))
+        return "listener"
+
+    monkeypatch.setattr(listener_module, "load_listener", load_listener)
+    assert e2e.default_listener() == "listener" and calls == [(None, None)]
+    assert e2e.default_listener("x.ckpt", policy="p") == "listener" and calls[-1] == ("x.ckpt", "p")
+
+    def needs_a_path(checkpoint, policy=None, **kw):  # before the default model: baselines only
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(listener_module, "load_listener", needs_a_path)
+    assert e2e.default_listener() is None
+
+
 def test_the_cli_reports_a_missing_dataset_in_one_line(tmp_path, capsys):
     assert e2e.main(["--data", str(tmp_path / "nothing"), "--no-pipecat", "--no-user-side"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
