@@ -236,7 +236,7 @@ def cmd_download(args) -> int:
 EPILOG = """then:
     backchannel train backbone|head --config NAME [LightningCLI overrides]
     backchannel evaluate [DATASET ...] [--checkpoint head.ckpt]
-    backchannel simulate DATASET [--checkpoint head.ckpt]
+    backchannel simulate DATASET [--checkpoint head.ckpt | --random-weights]
     backchannel rating build|serve|raters|analyze
 
 Every command has its own --help."""
@@ -353,7 +353,10 @@ def _add_simulate(sub) -> None:
                    help="dialogue id (default: the test-split listener with the most backchannels)")
     p.add_argument("--listener", help="the listening speaker's id (default: the dialogue's most active "
                    "backchanneler)")
-    p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`); default: random weights")
+    p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`); default: the package's "
+                   "default model")
+    p.add_argument("--random-weights", action="store_true",
+                   help="an untrained random-weight listener instead (shows the plumbing, not a model)")
     p.add_argument("--start", type=float, default=0.0, help="replay from this time (s)")
     p.add_argument("--seconds", type=float, help="replay this many seconds (default: to the end)")
     p.add_argument("--out", default="runs/simulations", help="output folder (default: runs/simulations)")

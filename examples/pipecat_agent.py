@@ -3,15 +3,19 @@ as backchannels instead of interruptions (``backchannel.plugin.pipecat``).
 
 Needs the extra: ``pip install -e '.[pipecat]'``.
 
-Dry run (here, offline, random weights, ~10 s)::
+Dry run (here, offline, the package's default model, ~10 s)::
 
-    python examples/pipecat_agent.py --dry-run
+    python examples/pipecat_agent.py --dry-run [--random-weights]
 
-It plays a made-up conversation through the processor and pipecat's own user aggregator: the bot talks
-(its audio goes through the bot-audio tap), the user says "mhm" (a tone burst plus its transcription),
-then the user takes a real turn ("turn left at the lake") and, later, talks while the bot listens. It
-prints what reached the end of the pipeline: one ``UserBackchannelFrame`` and no interruption for the
-"mhm", an interruption for the real turn, and the bot's backchannels decided by the (untrained) head.
+It plays a scripted conversation through the processor and pipecat's own user aggregator, on the audio
+clock (``SCRIPT``): the bot talks (its audio goes through the bot-audio tap) while the user says "mhm"
+(a tone burst, pipecat's VAD frames, its transcription) and then barges in ("wait, turn left at the
+lake"); the bot then listens to the user's story, paced with pauses where a listener backchannels. It
+prints each behaviour with its frames at the end of the pipeline: the bot's backchannels said
+(``BotBackchannelFrame``) and those decided but not said, with why ("not said: bot speaking"); the user
+backchannel that did not interrupt (``UserBackchannelFrame``; the model's verdict, else the words); the
+barge-in that did (``InterruptionFrame``). ``--random-weights``: an untrained listener instead of the
+default model (shows the plumbing only).
 
 Live: the transport, VAD, STT, LLM and TTS are yours to pick (pipecat services need API keys or
 models this project does not ship). Build them and call :func:`live_pipeline`, e.g.::
@@ -26,7 +30,7 @@ models this project does not ship). Build them and call :func:`live_pipeline`, e
     transport = LocalAudioTransport(LocalAudioTransportParams(audio_in_enabled=True, audio_out_enabled=True))
     pipeline = live_pipeline(transport, VADProcessor(vad_analyzer=SileroVADAnalyzer()),
                              DeepgramSTTService(api_key=...), OpenAILLMService(api_key=...),
-                             CartesiaTTSService(api_key=..., voice_id=...), build_listener())
+                             CartesiaTTSService(api_key=..., voice_id=...))
     runner = WorkerRunner()
     await runner.add_workers(PipelineWorker(pipeline))
     await runner.run()
@@ -35,8 +39,9 @@ models this project does not ship). Build them and call :func:`live_pipeline`, e
 
 Rules that matter (see ``backchannel/plugin/pipecat.py``): the VAD runs upstream of the processor (not
 as the user aggregator's ``vad_analyzer``); the processor sits between the STT and the user aggregator;
-its bot-audio tap goes right after ``transport.output()``. Replace the random head in
-:func:`build_listener` by your trained one (``head.load_state_dict(...)``, and the backbone's).
+its bot-audio tap goes right after ``transport.output()`` (the model-based user side hears the bot
+through it). ``BackchannelProcessor()`` loads the package's default listener; pass
+``load_listener("your_model")`` for your own.
 """
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ from pipecat.frames.frames import (
     BotStoppedSpeakingFrame,
     EndFrame,
     InputAudioRawFrame,
+    InterruptionFrame,
     InterimTranscriptionFrame,
     OutputAudioRawFrame,
     TranscriptionFrame,
@@ -83,15 +89,32 @@ from backchannel.policy import Policy
 
 USER_SR, BOT_SR = 16000, 24000  # Hz: a typical transport input and TTS output
 CHUNK_S = 0.02  # seconds per transport audio frame
+VAD_START_S, VAD_STOP_S = 0.2, 0.2  # s: pipecat's default VADParams (start_secs, stop_secs)
+STT_LATENCY_S = 0.3  # s after a stretch of speech ends: its final transcription
+
+#: The dry run's conversation, seconds on the audio clock. The bot speaks 0.5-3.4 s (it stops once the user's
+#: barge-in has interrupted it); the user's speech: (start, duration, transcript) while the bot speaks, then
+#: a story while the bot listens (a stretch every STORY_EVERY_S s from STORY_FROM_S).
+BOT_SPEECH = (0.5, 3.4)
+USER_WHILE_BOT = [(1.5, 0.32, "Mhm."), (2.7, 1.3, "wait, turn left at the lake")]
+STORY_FROM_S, STORY_EVERY_S = 6.0, 2.4
+STORY = ["so we went down past the old mill", "and then along the river for a while",
+         "until we reached the bridge", "and the farm was right there", "with the big red barn"]
+DRY_RUN_POLICY = dict(on=0.35, refractory=1.5, cadence=12.0, take_turn=None)  # random weights only
 
 
-def build_listener(seed: int = 0, policy: Policy | None = None) -> StreamingListener:
-    """The bot's streaming listener. Random weights here: load your trained backbone and head instead."""
+def build_listener(random_weights: bool = False, seed: int = 4) -> StreamingListener:
+    """The bot's streaming listener: the package's default model (``load_listener()``), or with
+    ``random_weights`` an untrained one (a lowered threshold so that it fires now and then)."""
+    from backchannel.plugin import listener as listener_module
+
+    if not random_weights:
+        return listener_module.load_listener()
     torch.manual_seed(seed)
     backbone = TimingBackbone().eval()
     head = TimingHead(backbone.hidden_size, hidden=64).eval()
-    policy = policy or Policy(on=0.5, refractory=1.5, cadence=12.0, take_turn=None)
-    return StreamingListener(backbone, head, policy, features=StreamingFeatures(USER_SR), deadline_s=0.05)
+    return StreamingListener(backbone, head, Policy(**DRY_RUN_POLICY), features=StreamingFeatures(USER_SR),
+                             deadline_s=0.05)
 
 
 def user_turn_strategies() -> UserTurnStrategies:
@@ -101,9 +124,9 @@ def user_turn_strategies() -> UserTurnStrategies:
                               stop=[SpeechTimeoutUserTurnStopStrategy()])
 
 
-def live_pipeline(transport, vad: FrameProcessor, stt, llm, tts, listener: StreamingListener) -> Pipeline:
+def live_pipeline(transport, vad: FrameProcessor, stt, llm, tts, listener: StreamingListener | None = None) -> Pipeline:
     """The full agent: VAD upstream of the processor, processor between STT and the user aggregator,
-    bot-audio tap after the output transport."""
+    bot-audio tap after the output transport. ``listener``: default the package's default model."""
     processor = BackchannelProcessor(listener)
     context = LLMContext([{"role": "system", "content": "You are a helpful voice assistant. Be brief."}])
     aggregators = LLMContextAggregatorPair(
@@ -115,29 +138,31 @@ def live_pipeline(transport, vad: FrameProcessor, stt, llm, tts, listener: Strea
 # ----------------------------------------------------------------------------------- dry run
 
 class Speaker(FrameProcessor):
-    """Stand-in for the TTS and the output transport in the dry run: prints the bot's backchannels."""
+    """Stand-in for the TTS and the output transport in the dry run: records the bot's backchannels."""
 
-    def __init__(self, log: list, **kwargs):
+    def __init__(self, clock, **kwargs):
         super().__init__(**kwargs)
-        self.log = log
+        self.clock, self.said = clock, []
 
     async def process_frame(self, frame, direction):
         await super().process_frame(frame, direction)
         if isinstance(frame, BotBackchannelFrame):
-            self.log.append(f"bot says {frame.text!r} (append_to_context={frame.append_to_context})")
+            self.said.append((self.clock(), frame.text, frame.append_to_context))
         await self.push_frame(frame, direction)
 
 
 class Counting(FrameProcessor):
-    """Counts the frames that reach the end of the pipeline."""
+    """Counts the frames that reach the end of the pipeline; notes when each interruption arrived."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, clock, **kwargs):
         super().__init__(**kwargs)
-        self.seen: Counter = Counter()
+        self.clock, self.seen, self.interruptions = clock, Counter(), []
 
     async def process_frame(self, frame, direction):
         await super().process_frame(frame, direction)
         self.seen[type(frame).__name__] += 1
+        if isinstance(frame, InterruptionFrame):
+            self.interruptions.append(self.clock())
         await self.push_frame(frame, direction)
 
 
@@ -150,71 +175,91 @@ def tone(seconds: float, sr: int, f0: float, rng) -> np.ndarray:
     return x * np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.02)
 
 
-def script(rng) -> list[tuple[float, object]]:
-    """(time s, frame) events of the made-up conversation, audio excluded."""
-    u, t = "user", "2026-01-01T00:00:00Z"
-    return [(0.5, BotStartedSpeakingFrame()),
-            (1.5, VADUserStartedSpeakingFrame()), (1.82, VADUserStoppedSpeakingFrame(stop_secs=0.2)),
-            (2.1, TranscriptionFrame("Mhm.", u, t)),
-            (3.2, VADUserStartedSpeakingFrame()), (3.5, InterimTranscriptionFrame("turn", u, t)),
-            (3.8, InterimTranscriptionFrame("turn left at", u, t)), (4.4, VADUserStoppedSpeakingFrame(stop_secs=0.2)),
-            (4.6, TranscriptionFrame("turn left at the lake", u, t)), (4.7, BotStoppedSpeakingFrame())]
+def user_speech(seconds: float) -> list[tuple[float, float, str]]:
+    """(start s, duration s, transcript) of every stretch of the user's speech in a dry run of ``seconds``."""
+    story = [(STORY_FROM_S + i * STORY_EVERY_S, 0.16 * len(text.split()) + 0.5, text) for i, text in
+             enumerate(STORY)]
+    return USER_WHILE_BOT + [(a, d, text) for a, d, text in story if a + d + 1.0 <= seconds]
+
+
+def script(seconds: float) -> list[tuple[float, object]]:
+    """(time s, frame) events of the conversation, audio excluded: the bot's start/stop, pipecat's VAD
+    frames, and the recogniser's interim and final transcriptions."""
+    u, stamp = "user", "2026-01-01T00:00:00Z"
+    out = [(BOT_SPEECH[0], BotStartedSpeakingFrame()), (BOT_SPEECH[1] + 0.35, BotStoppedSpeakingFrame())]
+    for start, dur, text in user_speech(seconds):
+        end = start + dur
+        out += [(start + VAD_START_S, VADUserStartedSpeakingFrame()),
+                (end + VAD_STOP_S, VADUserStoppedSpeakingFrame(stop_secs=VAD_STOP_S)),
+                (end + STT_LATENCY_S, TranscriptionFrame(text, u, stamp))]
+        words = text.split()
+        for k in range(2, len(words), 2):  # an interim transcription every other word
+            out.append((start + dur * k / len(words) + STT_LATENCY_S / 2,
+                        InterimTranscriptionFrame(" ".join(words[:k]), u, stamp)))
+    return sorted(out, key=lambda e: e[0])
 
 
 def conversation(seconds: float, seed: int) -> list[tuple[float, object, FrameDirection]]:
-    """All frames of the dry run in time order: user audio (16 kHz), bot audio (24 kHz) while the bot
-    speaks (0.5-3.2 s), the user's "mhm" (1.5-1.82 s), turn (3.2-4.4 s) and a long story from 6 s."""
+    """All frames of the dry run in time order: user audio (16 kHz), bot audio (24 kHz, as played) while
+    the bot speaks, and :func:`script`."""
     rng = np.random.default_rng(seed)
     n = round(seconds / CHUNK_S)
     user = rng.normal(0, 1e-3, round(seconds * USER_SR))
-    for start, dur in [(1.5, 0.32), (3.2, 1.2)] + [(s, rng.uniform(0.8, 2.2)) for s in np.arange(6.0, seconds - 2, 2.6)]:
+    for start, dur, _ in user_speech(seconds):
         a = round(start * USER_SR)
         seg = tone(dur, USER_SR, 120 * rng.uniform(0.9, 1.1), rng)
         user[a:a + len(seg)] += seg[: len(user) - a]
     bot = np.zeros(round(seconds * BOT_SR))
-    bot[round(0.5 * BOT_SR):round(0.5 * BOT_SR) + round(2.7 * BOT_SR)] = tone(2.7, BOT_SR, 200, rng)
+    a, b = (round(t * BOT_SR) for t in BOT_SPEECH)
+    bot[a:b] = tone((b - a) / BOT_SR, BOT_SR, 200, rng)[: b - a]
 
     def pcm(x):
         return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
 
-    events = [(at, f, FrameDirection.DOWNSTREAM) for at, f in script(rng)]
+    events = [(at, f, FrameDirection.DOWNSTREAM) for at, f in script(seconds)]
     for k in range(n):
         us, bs = round(k * CHUNK_S * USER_SR), round(k * CHUNK_S * BOT_SR)
         events.append((k * CHUNK_S, InputAudioRawFrame(pcm(user[us:us + round(CHUNK_S * USER_SR)]), USER_SR, 1),
                        FrameDirection.DOWNSTREAM))
-        if 0.5 <= k * CHUNK_S < 3.2:
+        if BOT_SPEECH[0] <= k * CHUNK_S < BOT_SPEECH[1]:
             events.append((k * CHUNK_S, OutputAudioRawFrame(pcm(bot[bs:bs + round(CHUNK_S * BOT_SR)]), BOT_SR, 1),
                            FrameDirection.DOWNSTREAM))
     return sorted(events, key=lambda e: e[0])
 
 
-async def dry_run(seconds: float, seed: int, realtime: bool, on: float) -> Counter:
-    listener = build_listener(seed, Policy(on=on, refractory=1.5, cadence=12.0, take_turn=None))
+def _s(t: float) -> str:
+    return f"{t:.2f} s"
+
+
+async def dry_run(seconds: float = 12.0, seed: int = 4, realtime: bool = False, random_weights: bool = False) -> dict:
+    """Run the scripted conversation; print what happened, behaviour by behaviour; return the counts."""
+    listener = build_listener(random_weights, seed)
     processor = BackchannelProcessor(listener)
+    clock = lambda: processor.time_s  # noqa: E731 -- the user-audio clock
     context = LLMContext()
     user_aggregator = LLMUserAggregator(context, params=LLMUserAggregatorParams(user_turn_strategies=user_turn_strategies()))
-    said: list[str] = []
-    end = Counting()
-    pipeline = Pipeline([processor, user_aggregator, Speaker(said), processor.bot_audio_tap(), end])
+    speaker, end = Speaker(clock), Counting(clock)
+    pipeline = Pipeline([processor, user_aggregator, speaker, processor.bot_audio_tap(), end])
     worker = PipelineWorker(pipeline, cancel_on_idle_timeout=False, enable_rtvi=False)
-    decisions: Counter = Counter()
+    unsaid: list[tuple[float, str]] = []
+    kept: list[tuple[float, str]] = []
+    verdicts = []
     probs: list[float] = []
 
     @processor.event_handler("on_decision")
     async def on_decision(processor, decision):
-        decisions[decision.action] += 1
         probs.append(decision.probability)
-        if decision.action == "BACKCHANNEL" and (processor.bot_speaking or processor.holding):
-            said.append(f"{decision.time:.2f} s: backchannel decided while the bot speaks: not said")
+        why = processor.unsaid_reason(decision)
+        if why is not None:
+            unsaid.append((decision.time, why))
 
     @processor.event_handler("on_user_backchannel")
     async def on_user_backchannel(processor, frame):
-        said.append(f"user backchannel {frame.text!r} at {processor.time_s:.2f} s: no interruption")
+        kept.append((processor.time_s, frame.text))
 
-    @processor.event_handler("on_bot_backchannel")
-    async def on_bot_backchannel(processor, decision):
-        said.append(f"{decision.time:.2f} s: bot backchannel {decision.form!r} ({decision.bc_type}, "
-                    f"p={decision.probability:.2f})")
+    @processor.event_handler("on_user_onset")
+    async def on_user_onset(processor, verdict):
+        verdicts.append(verdict)
 
     started = asyncio.Event()
 
@@ -224,13 +269,15 @@ async def dry_run(seconds: float, seed: int, realtime: bool, on: float) -> Count
 
     async def feed():
         await started.wait()
-        clock = asyncio.get_running_loop().time
-        t0 = clock()
+        loop_clock = asyncio.get_running_loop().time
+        t0 = loop_clock()
         for at, frame, direction in conversation(seconds, seed):
-            if realtime and at > clock() - t0:
-                await asyncio.sleep(at - (clock() - t0))
+            if realtime and at > loop_clock() - t0:
+                await asyncio.sleep(at - (loop_clock() - t0))
             await worker.queue_frame(frame, direction)
-            if not realtime and isinstance(frame, (TranscriptionFrame, InterimTranscriptionFrame)):
+            if not realtime and isinstance(frame, TranscriptionFrame):
+                await asyncio.sleep(0.7)  # the aggregator's turn-stop timers run on the wall clock (0.6 s)
+            elif not realtime and not isinstance(frame, (InputAudioRawFrame, OutputAudioRawFrame)):
                 await asyncio.sleep(0.05)  # let the frames before it through first (system frames overtake)
             elif not realtime:
                 await asyncio.sleep(0)
@@ -240,24 +287,54 @@ async def dry_run(seconds: float, seed: int, realtime: bool, on: float) -> Count
     runner = WorkerRunner()
     await runner.add_workers(worker)
     await asyncio.gather(runner.run(), feed())
-    print("\n".join(said))
-    print(f"smoothed p(backchannel): median {np.median(probs):.2f}, max {max(probs):.2f} (threshold {on}; "
-          "random weights: load a trained head in build_listener() for real backchannels)")
-    print(f"decisions: {dict(decisions)}; listener faults: {dict(listener.faults)}; "
-          f"processor faults: {dict(processor.faults)}")
-    print("frames at the end of the pipeline:", {k: v for k, v in sorted(end.seen.items()) if "Audio" not in k})
-    print("LLM context:", context.get_messages())
-    return end.seen
+
+    bot_on, bot_off = BOT_SPEECH[0], BOT_SPEECH[1] + 0.35
+    during = [t for t in end.interruptions if bot_on <= t <= bot_off]
+    weights = "random weights (untrained: the plumbing, not a model)" if random_weights else \
+        f"default model {(listener.checkpoint or {}).get('checkpoint', '')}".rstrip()
+    print(f"listener: {weights}; model-based user side: "
+          f"{'on' if processor.user_listener is not None else 'off (no onset output: the words decide)'}")
+    print(f"bot backchannels said: {len(speaker.said)} (BotBackchannelFrame at the end of the pipeline: "
+          f"{end.seen['BotBackchannelFrame']})")
+    for t, text, in_context in speaker.said:
+        print(f"  {_s(t)}: bot says {text!r} (append_to_context={in_context})")
+    print(f"bot backchannels decided but not said: {len(unsaid)}")
+    for t, why in unsaid:
+        print(f"  {_s(t)}: not said: {why}")
+    print(f"user backchannels while the bot spoke: {len(kept)} did not interrupt (UserBackchannelFrame at the end "
+          f"of the pipeline: {end.seen['UserBackchannelFrame']})")
+    for t, text in kept:
+        print(f"  {_s(t)}: user backchannel {text!r}: no interruption")
+    print(f"model verdicts on user onsets while the bot spoke: {len(verdicts)}")
+    for v in verdicts:
+        print(f"  {_s(v.decided_s)}: the onset at {_s(v.onset_s)}: {v.verdict} "
+              f"(p(backchannel)={v.p_backchannel:.2f}, threshold {processor.user_backchannel_threshold})")
+    print(f"user barge-ins while the bot spoke: {len(during)} interrupted the bot (InterruptionFrame at the end of "
+          f"the pipeline while the bot spoke: {len(during)}" + (f"; released: {processor.last_release}"
+                                                                 if processor.last_release else "") + ")")
+    for t in during:
+        print(f"  {_s(t)}: interruption")
+    print(f"user turns while the bot listened: {len(end.interruptions) - len(during)} (their InterruptionFrames "
+          "interrupt nothing)")
+    print(f"smoothed p(backchannel): median {np.median(probs):.2f}, max {max(probs):.2f} "
+          f"(threshold {listener.policy.on})")
+    print(f"listener faults: {dict(listener.faults)}; processor faults: {dict(processor.faults)}")
+    print("user turns in the LLM context:", [m["content"] for m in context.get_messages()])
+    return {"bot_backchannels_said": len(speaker.said), "bot_backchannels_unsaid": len(unsaid),
+            "user_backchannels": len(kept), "barge_ins": len(during), "frames": dict(end.seen),
+            "verdicts": [v.verdict for v in verdicts]}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dry-run", action="store_true", help="synthetic frames, random weights, no services")
-    p.add_argument("--seconds", type=float, default=20.0, help="length of the dry-run conversation (s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--on", type=float, default=0.35,
-                   help="backchannel threshold; the random head's p(backchannel) stays near 0.2-0.4, so the dry run "
-                        "lowers it from 0.5 to hear the untrained head fire now and then")
+    p.add_argument("--dry-run", action="store_true", help="the scripted conversation, no services")
+    p.add_argument("--seconds", type=float, default=12.0, help="length of the dry-run conversation (s)")
+    p.add_argument("--seed", type=int, default=4,
+                   help="audio noise and random weights (default 4: the untrained head then fires once while the "
+                        "bot speaks and once in the user's story)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="an untrained listener (threshold lowered to 0.35 so that it fires now and then) instead "
+                        "of the package's default model")
     p.add_argument("--realtime", action="store_true", help="pace the dry run at the audio's real time")
     p.add_argument("--verbose", action="store_true", help="pipecat's DEBUG log")
     args = p.parse_args(argv)
@@ -267,7 +344,14 @@ def main(argv=None) -> int:
         p.error("live mode needs your transport, VAD, STT, LLM and TTS: see live_pipeline() in this file; "
                 "or run with --dry-run")
     torch.set_num_threads(1)
-    asyncio.run(dry_run(args.seconds, args.seed, args.realtime, args.on))
+    try:
+        asyncio.run(dry_run(args.seconds, args.seed, args.realtime, args.random_weights))
+    except (OSError, ValueError, TypeError) as err:
+        if args.random_weights:
+            raise
+        print(f"error: the default listener did not load ({type(err).__name__}: {err}); "
+              "run with --random-weights to see the plumbing", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -57,7 +57,7 @@ weights, and wraps them in a `StreamingListener`."""),
     return str(found[-1]) if found else None
 
 checkpoint = find_checkpoint()
-model, weights = build_listener(checkpoint)
+model, weights = build_listener(checkpoint, random_weights=checkpoint is None)
 print("weights:", weights)
 if weights == RANDOM_WEIGHTS:
     print("-> untrained: the probabilities carry no information; this shows the plumbing (timing of "

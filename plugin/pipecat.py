@@ -43,6 +43,21 @@ It does three things:
      STT skipped) is dropped; a hold with neither speech nor words (an ``InterruptionFrame`` alone)
      is released.
 
+   **Model-based** (before the words): a second listener in the reversed role (``user_listener``: the
+   user is its listener, the bot the floor party; by default the bot listener's own model when its head
+   has a user-onset output, ``TimingHead(onset=True)``) listens to the user's audio as its listener
+   stream, the bot's played audio (from the tap) as the floor stream, the user's words and the bot's
+   words. Its head's onset output (``StreamingListener.last_onset``) is p(this user speech is a
+   backchannel). A user speech onset is the start of a frame whose webrtcvad activity is >= 0.5 after at
+   least ``ONSET_GAP_FRAMES`` frames below it; the verdict reads the frame whose end is the first at or
+   after ``onset + user_decision_delay_s`` (``evaluation.user_onsets.decision_frame``, default 240 ms), by
+   :func:`user_onset_verdict` with ``user_backchannel_threshold``. A ``"barge-in"`` verdict releases the
+   hold at once; a ``"backchannel"`` verdict keeps it, and the words then confirm it (the rules below:
+   words that are not a backchannel, or speech longer than ``max_backchannel_s``, still release). Without
+   an onset output, or without the bot-audio tap (the floor stream would be silent), the words alone
+   decide (the word list is the fallback). Verdicts while the bot speaks are reported
+   (``on_user_onset``).
+
    Audio always passes: the VAD must therefore run *upstream* of this processor (a ``VADProcessor``
    or the STT's own VAD), not inside the user aggregator (``LLMUserAggregatorParams.vad_analyzer``),
    which would start the turn from the audio before we see a word. A hold can only resolve while
@@ -51,7 +66,9 @@ It does three things:
 Fault isolation: model faults are handled by :class:`StreamingListener` (that frame is SILENT); any
 other exception while listening is counted in ``faults``, logged once per kind, and the frame still
 passes, so the pipeline never stops on us. The model runs inline in the event loop (about 1-2 ms per
-80 ms frame on one CPU thread).
+80 ms frame on one CPU thread; twice that with the model-based user side).
+
+Zero-config: ``BackchannelProcessor()`` loads the package's default listener (``load_listener()``).
 """
 from __future__ import annotations
 
@@ -92,10 +109,12 @@ except ImportError as err:  # pragma: no cover - depends on the optional extra
     raise ImportError("backchannel.plugin.pipecat needs pipecat-ai >= 1.14: "
                       "pip install 'backchannel[pipecat]'") from err
 
+from backchannel.evaluation.user_onsets import decision_frame
 from backchannel.frames import FRAME_S
 from backchannel.lexicon import is_lexical_backchannel
 from backchannel.policy import Decision
 
+from . import listener as _listener_module
 from .faults import Faults
 from .listener import StreamingListener
 
@@ -107,6 +126,58 @@ TURN_START_FRAMES = (VADUserStartedSpeakingFrame, UserStartedSpeakingFrame, Prop
 #: Frames of the same user speech that are held with them once a hold is open.
 TURN_FRAMES = TURN_START_FRAMES + (VADUserStoppedSpeakingFrame, UserStoppedSpeakingFrame,
                                    ProposedUserStoppedSpeakingFrame, UserSpeakingFrame)
+
+
+#: A user speech onset needs at least this many frames (80 ms each) of webrtcvad activity < 0.5 before it.
+ONSET_GAP_FRAMES = 2
+VERDICTS = ("backchannel", "barge-in")
+
+
+def user_onset_verdict(p_backchannel: float | None, threshold: float) -> str | None:
+    """The model's verdict on a user speech onset while the bot speaks: ``"backchannel"`` (keep talking)
+    when ``p_backchannel >= threshold``, ``"barge-in"`` below it, None without an onset output (the words
+    decide)."""
+    if p_backchannel is None:
+        return None
+    return VERDICTS[0] if p_backchannel >= threshold else VERDICTS[1]
+
+
+def has_onset_output(head) -> bool:
+    """Whether a head has a user-onset output (``TimingHead(onset=True)``: its ``onset`` layer is set)."""
+    return getattr(head, "onset", None) is not None
+
+
+@dataclass(frozen=True)
+class UserOnsetVerdict:
+    """The model-based verdict on one user speech onset: ``onset_s`` (start of its first voiced frame) and
+    ``decided_s`` (end of the decision frame), seconds on the user-audio clock; ``p_backchannel`` of the
+    head's onset output; ``verdict`` (:func:`user_onset_verdict`); ``bot_speaking`` at the decision."""
+
+    onset_s: float
+    decided_s: float
+    p_backchannel: float | None
+    verdict: str | None
+    bot_speaking: bool
+
+
+class _LastVoiceActivity:
+    """A listener's ``StreamingFeatures`` that also keeps the listener voice activity of the last frame it
+    made (``va``, fraction voiced; None when that frame failed)."""
+
+    def __init__(self, features):
+        self.inner, self.va = features, None
+
+    def step(self, state, frame=None, **kwargs):
+        self.va = None
+        out = self.inner.step(state, frame, **kwargs)
+        self.va = float(out["va_listener"].reshape(-1)[0])
+        return out
+
+    def with_rate(self, sample_rate: int) -> _LastVoiceActivity:
+        return _LastVoiceActivity(self.inner.with_rate(sample_rate))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
 
 def pcm_to_float(audio: bytes, num_channels: int = 1) -> np.ndarray:
@@ -141,8 +212,12 @@ class _Hold:
 class BackchannelProcessor(FrameProcessor):
     """pipecat ``FrameProcessor`` running a :class:`StreamingListener` for the bot (see the module docstring).
 
-    ``listener``: the streaming listener (its features are rebuilt at the user's sample rate on the
-    first audio frame); ``bot_backchannels``: speak the listener's backchannels; ``user_backchannels``:
+    ``listener``: the streaming listener (default: the package's default model, ``load_listener()``; its
+    features are rebuilt at the user's sample rate on the first audio frame); ``user_listener``: the
+    reversed-role listener of the model-based user side (None: one sharing ``listener``'s model when its
+    head has an onset output; False: none, the word list decides); ``user_decision_delay_s``: seconds
+    after a user onset at which the model decides; ``user_backchannel_threshold``: p(backchannel) at or
+    above which the user's speech is a backchannel (:func:`user_onset_verdict`); ``bot_backchannels``: speak the listener's backchannels; ``user_backchannels``:
     turn the user's backchannels into ``UserBackchannelFrame`` instead of an interruption;
     ``max_backchannel_s``: seconds of held user speech after which it is a turn, not a backchannel;
     ``max_backchannel_words``: longest user backchannel in words; ``transcript_wait_s``: seconds to
@@ -151,26 +226,43 @@ class BackchannelProcessor(FrameProcessor):
 
     Events (``@processor.event_handler(name)``, called in order): ``on_decision(processor, decision)``
     every 80 ms frame; ``on_bot_backchannel(processor, decision)`` when a backchannel is pushed;
-    ``on_user_backchannel(processor, frame)`` when a user backchannel replaces a turn.
+    ``on_user_backchannel(processor, frame)`` when a user backchannel replaces a turn;
+    ``on_user_onset(processor, verdict)`` with a :class:`UserOnsetVerdict` when the model decides on a user
+    onset while the bot speaks.
     """
 
-    def __init__(self, listener: StreamingListener, *, bot_backchannels: bool = True,
+    def __init__(self, listener: StreamingListener | None = None, *,
+                 user_listener: StreamingListener | None | bool = None, user_decision_delay_s: float = 0.24,
+                 user_backchannel_threshold: float = 0.5, bot_backchannels: bool = True,
                  user_backchannels: bool = True, max_backchannel_s: float = 1.0, max_backchannel_words: int = 3,
                  transcript_wait_s: float = 1.5, max_bot_lag_s: float = 0.25, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("max_backchannel_s", max_backchannel_s), ("transcript_wait_s", transcript_wait_s),
-                            ("max_bot_lag_s", max_bot_lag_s)):
+                            ("max_bot_lag_s", max_bot_lag_s), ("user_decision_delay_s", user_decision_delay_s)):
             if not value > 0:
                 raise ValueError(f"BackchannelProcessor: {name} must be > 0 s, got {value}")
         if max_backchannel_words < 1:
             raise ValueError(f"BackchannelProcessor: max_backchannel_words must be >= 1, got {max_backchannel_words}")
+        if not 0.0 <= user_backchannel_threshold <= 1.0:
+            raise ValueError("BackchannelProcessor: user_backchannel_threshold must lie in [0, 1], got "
+                             f"{user_backchannel_threshold}")
+        if listener is None:
+            listener = _listener_module.load_listener()  # the package's default model
+        if user_listener is None and has_onset_output(listener.head):
+            user_listener = StreamingListener(listener.backbone, listener.head, listener.policy,
+                                              features=listener.features.with_rate(listener.features.sample_rate),
+                                              deadline_s=listener.deadline_s)
         self.listener = listener
+        self.user_listener = user_listener or None
+        if self.user_listener is not None and not isinstance(self.user_listener.features, _LastVoiceActivity):
+            self.user_listener.features = _LastVoiceActivity(self.user_listener.features)
+        self.user_decision_delay_s, self.user_backchannel_threshold = user_decision_delay_s, user_backchannel_threshold
         self.bot_backchannels, self.user_backchannels = bot_backchannels, user_backchannels
         self.max_backchannel_s, self.max_backchannel_words = max_backchannel_s, max_backchannel_words
         self.transcript_wait_s, self.max_bot_lag_s = transcript_wait_s, max_bot_lag_s
         self._faults = Faults("BackchannelProcessor", log, consequence="the frame passes unchanged")
         self._tapped = False
-        for event in ("on_decision", "on_bot_backchannel", "on_user_backchannel"):
+        for event in ("on_decision", "on_bot_backchannel", "on_user_backchannel", "on_user_onset"):
             self._register_event_handler(event, sync=True)
         self.reset()
 
@@ -191,6 +283,13 @@ class BackchannelProcessor(FrameProcessor):
         self._hold: _Hold | None = None
         self._released = False  # a hold was released: no new hold until the bot speaks again or VAD stops
         self.listener.reset()
+        self._quiet_frames = ONSET_GAP_FRAMES  # user frames with activity < 0.5 in a row (model side)
+        self._onset_s: float | None = None  # the latest user onset awaiting its verdict
+        self.user_verdict: UserOnsetVerdict | None = None  # the latest verdict, until a hold uses it up
+        self.last_release: str | None = None  # why the last hold was released (a user turn let through)
+        self._new_verdicts: list[UserOnsetVerdict] = []
+        if self.user_listener is not None:
+            self.user_listener.reset()
 
     @property
     def time_s(self) -> float:
@@ -228,14 +327,16 @@ class BackchannelProcessor(FrameProcessor):
     # ------------------------------------------------------------------ audio -> listener steps
 
     def _set_rate(self, sample_rate: int) -> None:
-        f = self.listener.features
-        if f.sample_rate != sample_rate:
-            self.listener.features = f.with_rate(sample_rate)  # same class and settings, new rate
+        for listener in (self.listener, self.user_listener):
+            if listener is not None and listener.features.sample_rate != sample_rate:
+                listener.features = listener.features.with_rate(sample_rate)  # same class and settings, new rate
         if self.sample_rate is not None:  # a rate change mid-stream starts a new session
             log.warning("BackchannelProcessor: user audio changed from %d Hz to %d Hz; listener reset",
                         self.sample_rate, sample_rate)
             self.reset()
         self.listener.reset()
+        if self.user_listener is not None:
+            self.user_listener.reset()
         self.sample_rate = sample_rate
 
     def add_bot_audio(self, frame: OutputAudioRawFrame) -> None:
@@ -273,7 +374,31 @@ class BackchannelProcessor(FrameProcessor):
             listener_words, self._bot_words = self._bot_words, []
             decisions.append(self.listener.step(listener_pcm=bot, speaker_pcm=user, listener_words=listener_words,
                                                 speaker_words=speaker_words))
+            if self.user_listener is not None and bot is not None:  # roles reversed: the user listens
+                self.user_listener.step(listener_pcm=user, speaker_pcm=bot, listener_words=speaker_words,
+                                        speaker_words=listener_words)
+                self._track_user_onset()
         return decisions
+
+    def _track_user_onset(self) -> None:
+        """After a reversed-role step: find user speech onsets and decide on them (module docstring)."""
+        ul = self.user_listener
+        f = ul.t - 1  # the frame just made
+        va = ul.features.va
+        if va is not None and va >= 0.5:
+            if self._quiet_frames >= ONSET_GAP_FRAMES:
+                self._onset_s = f * FRAME_S
+            self._quiet_frames = 0
+        else:
+            self._quiet_frames += 1
+        if self._onset_s is not None and f >= decision_frame(self._onset_s, self.user_decision_delay_s):
+            p = ul.last_onset
+            v = UserOnsetVerdict(self._onset_s, (f + 1) * FRAME_S, p,
+                                 user_onset_verdict(p, self.user_backchannel_threshold), self.bot_speaking)
+            self._onset_s = None
+            if v.verdict is not None and v.bot_speaking:
+                self.user_verdict = v
+                self._new_verdicts.append(v)
 
     def _add_transcription(self, frame) -> None:
         """Feed the user's words to the text stream, each once (see the module docstring)."""
@@ -283,10 +408,22 @@ class BackchannelProcessor(FrameProcessor):
         self._user_words += [(w, self.time_s) for w in stable[self._given:]]
         self._given = 0 if final else max(self._given, len(stable))
 
+    def unsaid_reason(self, decision: Decision) -> str | None:
+        """Why a ``BACKCHANNEL`` decision is not spoken now: ``"bot backchannels off"``, ``"bot speaking"`` or
+        ``"user speech held"``; None when it is spoken (or is no backchannel)."""
+        if decision.action != "BACKCHANNEL":
+            return None
+        if not self.bot_backchannels:
+            return "bot backchannels off"
+        if self.bot_speaking:
+            return "bot speaking"
+        if self.holding:
+            return "user speech held"
+        return None
+
     async def _act(self, decision: Decision) -> None:
         await self._call_event_handler("on_decision", decision)
-        if decision.action == "BACKCHANNEL" and self.bot_backchannels and not self.bot_speaking \
-                and not self.holding:
+        if decision.action == "BACKCHANNEL" and self.unsaid_reason(decision) is None:
             await self.push_frame(BotBackchannelFrame(text=decision.form))
             await self._call_event_handler("on_bot_backchannel", decision)
 
@@ -323,6 +460,11 @@ class BackchannelProcessor(FrameProcessor):
         h, now = self._hold, self.time_s
         if h is None:
             return
+        v = self.user_verdict
+        if v is not None and v.onset_s >= h.started_s - self.max_backchannel_s - 1e-9:
+            if v.verdict == "barge-in":
+                return await self._release(f"model: barge-in (p(backchannel)={v.p_backchannel:.2f} "
+                                           f"< {self.user_backchannel_threshold})")
         if h.text and not self._is_backchannel(h.text):
             return await self._release("words that are not a backchannel")
         if h.vad_open and now - h.vad_started_s >= self.max_backchannel_s - 1e-9:
@@ -338,18 +480,19 @@ class BackchannelProcessor(FrameProcessor):
             return await self._user_backchannel(h.interim)
         if h.saw_speech:
             log.debug("BackchannelProcessor: user speech without words while the bot spoke: dropped")
-            self._hold = None
+            self._hold, self.user_verdict = None, None
             return
         await self._release("no user speech followed")
 
     async def _release(self, why: str) -> None:
         log.debug("BackchannelProcessor: user turn (%s): releasing %d held frames", why, len(self._hold.frames))
         frames, self._hold, self._released = self._hold.frames, None, True
+        self.user_verdict, self.last_release = None, why
         for frame, direction in frames:
             await self.push_frame(frame, direction)
 
     async def _user_backchannel(self, text: str) -> None:
-        h, self._hold = self._hold, None
+        h, self._hold, self.user_verdict = self._hold, None, None
         frame = UserBackchannelFrame(text=text, user_id=h.user_id, timestamp=h.timestamp or time_now_iso8601())
         await self.push_frame(frame)
         await self._call_event_handler("on_user_backchannel", frame)
@@ -397,6 +540,12 @@ class BackchannelProcessor(FrameProcessor):
             try:
                 await self._act(decision)
             except Exception as err:  # noqa: BLE001 -- an event handler or a push failed
+                self._fault(f"act:{type(err).__name__}", err)
+        verdicts, self._new_verdicts = self._new_verdicts, []
+        for v in verdicts:
+            try:
+                await self._call_event_handler("on_user_onset", v)
+            except Exception as err:  # noqa: BLE001 -- an event handler failed
                 self._fault(f"act:{type(err).__name__}", err)
         await self._resolve()
 

@@ -14,7 +14,8 @@ row (voice activity, prosody, the words that ended in that frame: causal, exactl
 - ``<name>.png``: timeline of speaker and listener voice activity, the listener's smoothed
   backchannel probability with the policy's thresholds, the decisions (forms), the true onsets;
 - ``<name>.json``: every frame's ``Decision``, the backchannels said, the true ones, what weights
-  made them (``"random weights"`` unless a checkpoint is given) and how the audio was rendered.
+  made them (the package's default model unless a checkpoint, or ``random_weights``, is given) and how the
+  audio was rendered.
 
 Word timing of the speaker: the corpus's own words when the ``Dialogue`` is given (the CLI re-reads it
 from the dataset manifest's ``source_root``); otherwise reconstructed from the row (:func:`row_words`:
@@ -155,26 +156,38 @@ def _shift_words(words: Sequence[Word], t0: float, t1: float) -> list[Word]:
 # ---------------------------------------------------------------- the listener
 
 def build_listener(checkpoint: str | Path | None = None, policy: Policy | None = None,
-                   seed: int = 0) -> tuple[StreamingListener, str]:
+                   seed: int = 0, *, random_weights: bool = False) -> tuple[StreamingListener, str]:
     """``(listener, weights)``: the timing backbone + head of a head checkpoint
-    (``plugin.listener.load_listener``), else a random-weight ``TimingBackbone`` + GRU ``TimingHead``
-    (seeded; ``weights == "random weights"``). Deadline ``REPLAY_DEADLINE_S``."""
+    (``plugin.listener.load_listener``); without one the package's default model (``load_listener()``);
+    with ``random_weights`` a random-weight ``TimingBackbone`` + GRU ``TimingHead`` (seeded;
+    ``weights == "random weights"``). Deadline ``REPLAY_DEADLINE_S``."""
     import torch
-    from backchannel.plugin.listener import StreamingListener, load_listener
+    from backchannel.plugin import listener as listener_module
 
     from backchannel.backbones import TimingBackbone
     from backchannel.head import TimingHead
 
-    if checkpoint is not None:
-        model = load_listener(checkpoint, policy, deadline_s=REPLAY_DEADLINE_S)
-        d = model.checkpoint
-        weights = (f"checkpoint {d['checkpoint']} (sha256 {d['checkpoint_sha256'][:12]}, "
-                   f"backbone {d['backbone']})")
-        return model, weights
-    torch.manual_seed(seed)
-    backbone = TimingBackbone().eval()
-    head = TimingHead(backbone.hidden_size).eval()
-    return StreamingListener(backbone, head, policy, deadline_s=REPLAY_DEADLINE_S), RANDOM_WEIGHTS
+    if random_weights:
+        if checkpoint is not None:
+            raise ValueError("give either a checkpoint or random_weights, not both")
+        torch.manual_seed(seed)
+        backbone = TimingBackbone().eval()
+        head = TimingHead(backbone.hidden_size).eval()
+        return listener_module.StreamingListener(backbone, head, policy, deadline_s=REPLAY_DEADLINE_S), RANDOM_WEIGHTS
+    if checkpoint is None:
+        model = listener_module.load_listener(policy=policy, deadline_s=REPLAY_DEADLINE_S)
+        return model, describe_weights(model, "default model")
+    model = listener_module.load_listener(checkpoint, policy, deadline_s=REPLAY_DEADLINE_S)
+    return model, describe_weights(model, "checkpoint")
+
+
+def describe_weights(model: StreamingListener, what: str) -> str:
+    """``"<what> <file> (sha256 <12 hex>, backbone <name>)"`` from ``model.checkpoint`` (what is known of it)."""
+    d = model.checkpoint or {}
+    parts = [f"sha256 {d['checkpoint_sha256'][:12]}"] if d.get("checkpoint_sha256") else []
+    parts += [f"backbone {d['backbone']}"] if d.get("backbone") else []
+    where = f" {d['checkpoint']}" if d.get("checkpoint") else ""
+    return f"{what}{where}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 # ---------------------------------------------------------------- replay
@@ -183,14 +196,15 @@ def simulate(source: Mapping | Dialogue, listener: str | None = None, *, out_dir
              model: StreamingListener | None = None, checkpoint: str | Path | None = None,
              policy: Policy | None = None, render: str = "tts", dialogue: Dialogue | None = None,
              start: float = 0.0, seconds: float | None = None, sample_rate: int = 16000, seed: int = 0,
-             name: str | None = None, weights: str | None = None, threads: int | None = 1) -> Simulation:
+             name: str | None = None, weights: str | None = None, threads: int | None = 1,
+             random_weights: bool = False) -> Simulation:
     """Replay one listener of a dialogue frame by frame and write ``<name>.{wav,real.wav,png,json}``
     into ``out_dir`` (module docstring).
 
     ``source``: a prepared dataset row, or a ``Dialogue`` (then ``listener``, the listening party's
     speaker id, picks the row; for a row it must match the row's listener or be None).
     ``model``: a ready ``StreamingListener``; else one is built with :func:`build_listener` from
-    ``checkpoint`` (or random weights) and ``policy``. ``weights`` describes ``model``'s weights in the
+    ``checkpoint`` (default: the package's default model; ``random_weights``: random weights) and ``policy``. ``weights`` describes ``model``'s weights in the
     outputs. ``dialogue``: the row's ``Dialogue``, for the speaker's real word timing.
     ``render``: ``"tts"`` (espeak-ng if available, else tones) or ``"tone"``. ``start``/``seconds``:
     the slice to replay (s). ``sample_rate`` of the WAVs in Hz. ``name``: file stem
@@ -207,10 +221,11 @@ def simulate(source: Mapping | Dialogue, listener: str | None = None, *, out_dir
         row = source
         if listener is not None and listener != row["listener"]:
             raise ValueError(f"row {row.get('dialogue')} is listener {row['listener']!r}, not {listener!r}")
-    if model is not None and (checkpoint is not None or policy is not None):
-        raise ValueError("give either a ready listener (model=) or checkpoint/policy to build one, not both")
+    if model is not None and (checkpoint is not None or policy is not None or random_weights):
+        raise ValueError("give either a ready listener (model=) or checkpoint/policy/random_weights to build one, "
+                         "not both")
     if model is None:
-        model, weights = build_listener(checkpoint, policy, seed)
+        model, weights = build_listener(checkpoint, policy, seed, random_weights=random_weights)
     weights = weights or "given listener"
     row = slice_row(row, start, seconds)
     n, t0 = int(row["n_frames"]), row["start_s"]
@@ -455,9 +470,13 @@ def cmd_simulate(args) -> int:
               f"lead={policy.lead:.2f} s")
     else:
         policy = Policy(on=args.threshold, smoothing=args.smoothing, cadence=args.cadence, seed=args.seed)
+    if args.random_weights and args.checkpoint:
+        from backchannel.cli import UsageError
+
+        raise UsageError("give either --checkpoint or --random-weights, not both")
     sim = simulate(row, out_dir=args.out, checkpoint=args.checkpoint, policy=policy, render=args.render,
                    dialogue=dialogue, start=args.start, seconds=args.seconds, sample_rate=args.sample_rate,
-                   seed=args.seed)
+                   seed=args.seed, random_weights=args.random_weights)
     n_bc = sum(d.action == "BACKCHANNEL" for d in sim.decisions)
     print(f"{row['dialogue']} listener {row['listener']}: {len(sim.decisions)} frames replayed, "
           f"{n_bc} backchannels decided ({len(sim.true_onsets)} real)")

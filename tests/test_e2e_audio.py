@@ -167,16 +167,6 @@ def test_user_side_scores_by_hand():
     assert r["median_decision_latency_s"] == pytest.approx(0.5)  # of 0.5, 0.4, 0.7, 0.3, 0.9
 
 
-def test_the_reference_classifier_interrupts_long_speech_and_keeps_short():
-    ref = e2e.SpeechDurationReference(max_s=0.64, quiet_s=0.32)
-    view = lambda va: e2e.UserView(len(va) * FRAME_S, np.zeros(0), np.zeros(0), np.asarray(va, float), ())
-    assert ref(view([0, 0, 0])) is None
-    assert ref(view([0, 1, 1, 1, 0])) is None  # 0.24 s of speech, 0.08 s quiet: undecided
-    assert ref(view([0, 1, 1, 1, 0, 0, 0, 0])) == "keep"
-    assert ref(view([0] + [1] * 8)) == "interrupt"
-    assert e2e.SpeechDurationReference.name.startswith("reference")
-
-
 class OracleHead:
     """A stub head: BACKCHANNEL certain at the frames in ``fire`` (counted by its state), SILENT otherwise."""
 
@@ -231,6 +221,28 @@ def test_the_benchmark_scores_a_listener_from_pcm_on_the_audio_clock(tiny_slice,
     assert "| pause_gate |" in e2e.markdown(both)
 
 
+def test_ours_is_the_default_model_unless_a_checkpoint_is_given(monkeypatch):
+    """``default_listener()``: ``load_listener()`` (the packaged model) once it takes no argument; a
+    ``--checkpoint`` is passed on; the policy goes with either."""
+    import backchannel.plugin.listener as listener_module
+
+    calls = []
+
+    def load_listener(checkpoint=None, policy=None, **kw):
+        calls.append((checkpoint, policy))
+        return "listener"
+
+    monkeypatch.setattr(listener_module, "load_listener", load_listener)
+    assert e2e.default_listener() == "listener" and calls == [(None, None)]
+    assert e2e.default_listener("x.ckpt", policy="p") == "listener" and calls[-1] == ("x.ckpt", "p")
+
+    def needs_a_path(checkpoint, policy=None, **kw):  # before the default model: baselines only
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(listener_module, "load_listener", needs_a_path)
+    assert e2e.default_listener() is None
+
+
 def test_the_cli_reports_a_missing_dataset_in_one_line(tmp_path, capsys):
     assert e2e.main(["--data", str(tmp_path / "nothing"), "--no-pipecat", "--no-user-side"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -261,25 +273,99 @@ def _case(kind, words, onset=1.0, duration=4.0):
     renderer = WordRenderer(load_tts("espeak"), e2e.SR)
     ws = [Word(onset + a, onset + b, t) for t, a, b in words]
     user = e2e.to_int16(renderer.words(ws, 0.0, duration))
-    return e2e.UserCase(kind, "synthetic", "u", onset, 0.0, user, np.zeros_like(user), ws)
+    return e2e.UserCase(kind, "synthetic", "u", onset, 0.0, user, np.zeros_like(user), ws, [])
+
+
+def yeah_and_turn():
+    bc = _case("backchannel", [("yeah", 0.0, 0.35)])
+    turn = _case("interruption", [("go", 0.0, 0.3), ("left", 0.35, 0.65), ("round", 0.7, 1.0), ("the", 1.05, 1.2),
+                                  ("mill", 1.25, 1.6)])
+    return bc, turn
 
 
 def test_user_side_systems_on_a_backchannel_and_a_barge_in():
     """Our processor's word-list path keeps talking over "yeah" and lets "go left round the mill" interrupt
-    once the first non-backchannel word arrives (its end + 0.3 s); the reference rule interrupts long speech."""
+    once the first non-backchannel word arrives (its end + 0.3 s); interrupt-on-VAD interrupts the turn; a
+    head without an onset output leaves the model path to the words (the same outcomes)."""
     pytest.importorskip("pipecat", reason="needs the [pipecat] extra")
-    bc = _case("backchannel", [("yeah", 0.0, 0.35)])
-    turn = _case("interruption", [("go", 0.0, 0.3), ("left", 0.35, 0.65), ("round", 0.7, 1.0), ("the", 1.05, 1.2),
-                                  ("mill", 1.25, 1.6)])
-    out = e2e.user_side_outcomes([bc, turn], e2e.tiny_listener(), e2e.SpeechDurationReference, 0.3)
+    out = e2e.user_side_outcomes(list(yeah_and_turn()), e2e.tiny_listener(), 0.3)
     wl_bc, wl_turn = out["word_list"]
     assert not wl_bc.interrupted and 0.35 < wl_bc.keep_s < 1.2
     # the interim "go" (0.3 s + 0.3 s latency) is not a backchannel: the turn is released then
     assert wl_turn.interrupted and wl_turn.interrupt_s == pytest.approx(0.6, abs=0.025)
     _, vad_turn = out["interrupt_on_vad"]
     assert vad_turn.interrupted and vad_turn.interrupt_s < 0.5  # (a 0.35 s "yeah" is too short for its VAD)
-    ref_bc, ref_turn = out["classifier"]
-    assert not ref_bc.interrupted and ref_turn.interrupted and ref_turn.interrupt_s <= 0.8 + 1e-9
+    assert out["model"] == out["word_list"]
+
+
+class ConstantOnsetHead(OracleHead):
+    """SILENT, with a user-onset output of constant p(backchannel) ``p``."""
+
+    def __init__(self, p: float):
+        super().__init__(())
+        self.p, self.onset = p, True
+
+    def step(self, state, x, inputs=None):
+        out, state = super().step(state, x, inputs)
+        return HeadOutputs(out.action, out.bc_type, torch.logit(torch.full((x.shape[0],), self.p))), state
+
+
+def onset_listener(p: float):
+    from backchannel.plugin.features import StreamingFeatures
+    from backchannel.plugin.listener import StreamingListener
+
+    from backchannel.policy import Policy
+
+    return StreamingListener(e2e.tiny_listener().backbone, ConstantOnsetHead(p), Policy(),
+                             features=StreamingFeatures(e2e.SR, prosody=False))
+
+
+def test_the_model_path_decides_from_the_onset_output():
+    """The model path on the same two cases. The user's speech starts at 1.0 s, inside frame 12 (0.96-1.04 s):
+    webrtcvad puts the onset at 0.96 or 1.04 s, so the 240 ms decision comes 0.20 or 0.28 s after the true
+    onset. p(backchannel) = 0: the turn interrupts as soon as pipecat's VAD start opens the hold (the
+    verdict came first), with interrupt-on-VAD and before any word; the "yeah" (no VAD start: no hold)
+    interrupts when its transcription opens the hold (0.35 + 0.3 s). p = 1: the "yeah" is kept from the
+    decision on and the turn interrupts when its words arrive, as on the word-list path."""
+    pytest.importorskip("pipecat", reason="needs the [pipecat] extra")
+    bc, turn = yeah_and_turn()
+    out = e2e.user_side_outcomes([bc, turn], onset_listener(0.0), 0.3)
+    barge, vad = out["model"], out["interrupt_on_vad"]
+    assert barge[1].interrupt_s == pytest.approx(vad[1].interrupt_s) and 0.28 <= barge[1].interrupt_s < 0.5
+    assert barge[0].interrupt_s == pytest.approx(0.65, abs=0.021)
+    keep = e2e.user_side_outcomes([bc, turn], onset_listener(1.0), 0.3)["model"]
+    assert not keep[0].interrupted and keep[0].keep_s in (pytest.approx(0.20, abs=0.021),
+                                                          pytest.approx(0.28, abs=0.021))
+    assert keep[1].interrupt_s == pytest.approx(0.6, abs=0.025)
+    r = e2e.user_side_scores(keep)
+    assert r["backchannels_not_interrupting"] == 1.0 and r["take_turns_interrupting_within_500ms"] == 0.0
+    r = e2e.user_side_scores(barge)
+    assert r["backchannels_not_interrupting"] == 0.0 and r["take_turns_interrupting_within_500ms"] == 1.0
+
+
+def test_the_user_side_table_on_the_tiny_slice(tiny_slice):
+    """The second table on real rendered cases of the slice: every system on every case, the model path with
+    an onset output (a constant p = 1: every backchannel kept at its decision)."""
+    pytest.importorskip("pipecat", reason="needs the [pipecat] extra")
+    from pipecat.transports.base_output import BOT_VAD_STOP_SECS
+
+    _, _, _, sessions = tiny_slice
+    s = max(sessions, key=lambda s: len(e2e.user_cases(s, BOT_VAD_STOP_SECS)))
+    cases = e2e.user_cases(s, BOT_VAD_STOP_SECS)
+    kinds = {c.kind for c in cases}
+    assert "backchannel" in kinds and kinds - {"backchannel"}
+    for c in cases:  # the user is silent before its onset; the bot's words lie inside the case
+        assert not c.user_pcm[:round((c.onset_s - 0.01) * e2e.SR)].any()
+        assert all(0 <= w.start and w.end <= len(c.bot_pcm) / e2e.SR + 1e-6 for w in c.bot_words)
+    r = e2e.run_benchmark([s], listener=onset_listener(1.0), pipecat=False, word_va=False, user_side=True)
+    us = r["user_side"]
+    assert set(us) == {"model", "word_list", "interrupt_on_vad"} and us["model"]["model_has_onset_output"]
+    n_bc = sum(c.kind == "backchannel" for c in cases)
+    assert all(us[k]["backchannels"] == n_bc and us[k]["take_turns"] == len(cases) - n_bc for k in us)
+    assert us["model"]["backchannels_not_interrupting"] >= us["word_list"]["backchannels_not_interrupting"]
+    assert r["acceptance"]["model_backchannels_not_interrupting"]["value"] == us["model"][
+        "backchannels_not_interrupting"]
+    assert "| model |" in e2e.markdown(r) and "| word_list |" in e2e.markdown(r)
 
 
 def test_pipecat_backchannel_follows_the_audio_clock(tiny_slice):

@@ -13,7 +13,7 @@ pytest.importorskip("pipecat", reason="needs the [pipecat] extra")
 
 from backchannel.plugin.features import StreamingFeatures
 from backchannel.plugin.listener import StreamingListener
-from backchannel.plugin.pipecat import BackchannelProcessor, pcm_to_float
+from backchannel.plugin.pipecat import BackchannelProcessor, UserOnsetVerdict, pcm_to_float, user_onset_verdict
 from pipecat.frames.frames import (
     BotBackchannelFrame,
     BotStartedSpeakingFrame,
@@ -407,8 +407,193 @@ def test_no_hold_during_a_user_turn_the_aggregator_started():
     assert processor.user_turn and processor.bot_speaking
 
 
-def test_example_dry_run(capsys):
-    """examples/pipecat_agent.py --dry-run: the "mhm" is a user backchannel, the real turn interrupts."""
+# ----------------------------------------------------------------------------- zero-config
+
+@pytest.fixture
+def default_model(monkeypatch):
+    """``load_listener()`` (the package's default model) stands in as a tiny listener; calls are counted."""
+    import backchannel.plugin.listener as listener_module
+
+    calls = []
+
+    def load_listener(*args, **kwargs):
+        calls.append((args, kwargs))
+        return make_listener()
+
+    monkeypatch.setattr(listener_module, "load_listener", load_listener)
+    return calls
+
+
+def test_zero_config_processor_loads_the_default_listener_and_passes_the_harness(default_model):
+    """``BackchannelProcessor()`` with no arguments: the default listener, and the "mhm" / real-turn cases."""
+    context = LLMContext()
+    processor = BackchannelProcessor()
+    assert default_model == [((), {})] and processor.user_listener is None  # this head has no onset output
+    down, up = run(Pipeline([processor, user_aggregator(context)]), mhm_while_bot_speaks())
+    assert [f.text for f in down if isinstance(f, UserBackchannelFrame)] == ["Mhm."]
+    assert "InterruptionFrame" not in names(down) and context.get_messages() == []
+    processor = BackchannelProcessor()
+    down, _ = run(Pipeline([processor, user_aggregator(context)]), [
+        BotStartedSpeakingFrame(), VADUserStartedSpeakingFrame(), *audio_frames(voice(0.2)), SleepFrame(0.1),
+        InterimTranscriptionFrame("turn left", "user", "t"), SleepFrame(0.1), *audio_frames(voice(0.2)),
+        SleepFrame(0.2)])
+    assert "InterruptionFrame" in names(down)
+
+
+# ----------------------------------------------------------------------------- model-based user backchannels
+
+class OnsetHead(ForcedHead):
+    """A stub head with a user-onset output: p(backchannel) = ``probs.get(call, default)`` at model call
+    ``call`` (its state counts the calls); action SILENT."""
+
+    def __init__(self, default: float, probs: dict[int, float] | None = None):
+        super().__init__(at=-1)
+        self.default, self.probs = default, probs or {}
+        self.onset = True  # has an onset output (plugin.pipecat.has_onset_output)
+
+    def step(self, state, x, inputs=None):
+        out, _ = super().step(state, x, inputs)
+        p = torch.tensor([self.probs.get(state, self.default)] * x.shape[0])
+        return HeadOutputs(out.action, out.bc_type, torch.logit(p)), state + 1
+
+
+class ScriptedVA(StreamingFeatures):
+    """Audio-path features whose listener voice activity is ``script[t]`` (0 past its end): hand-made frames."""
+
+    def __init__(self, sample_rate=SR, script=(), **kwargs):
+        super().__init__(sample_rate, **kwargs)
+        self.script = list(script)
+
+    def with_rate(self, sample_rate):
+        return ScriptedVA(sample_rate, self.script, prosody=self.prosody)
+
+    def _from_audio(self, state, listener_pcm, speaker_pcm):
+        from dataclasses import replace
+
+        out = super()._from_audio(state, listener_pcm, speaker_pcm)
+        va = self.script[state.t] if state.t < len(self.script) else 0.0
+        return replace(out, va_listener=torch.tensor([float(va)]))
+
+
+def user_side(head, script, **kwargs):
+    """A processor whose reversed-role listener is ``head`` on the scripted user voice activity, plus the
+    verdicts it reports (``on_user_onset``)."""
+    backbone = tiny_backbone()
+    user_listener = StreamingListener(backbone, head, NEVER, features=ScriptedVA(SR, script, prosody=False),
+                                      deadline_s=60.0)
+    processor = BackchannelProcessor(make_listener(), user_listener=user_listener, **kwargs)
+    verdicts = []
+
+    @processor.event_handler("on_user_onset")
+    async def on_user_onset(processor, verdict):
+        verdicts.append(verdict)
+
+    return processor, verdicts
+
+
+def test_the_decision_rule():
+    assert user_onset_verdict(0.5, 0.5) == "backchannel" and user_onset_verdict(0.49, 0.5) == "barge-in"
+    assert user_onset_verdict(1.0, 1.0) == "backchannel" and user_onset_verdict(0.0, 0.0) == "backchannel"
+    assert user_onset_verdict(None, 0.5) is None  # no onset output: the words decide
+    with pytest.raises(ValueError, match="user_backchannel_threshold must lie in"):
+        BackchannelProcessor(make_listener(), user_backchannel_threshold=1.5)
+    with pytest.raises(ValueError, match="user_decision_delay_s must be > 0"):
+        BackchannelProcessor(make_listener(), user_decision_delay_s=0.0)
+
+
+def test_the_reversed_listener_shares_a_model_with_an_onset_output():
+    head = OnsetHead(0.5)
+    processor = BackchannelProcessor(make_listener(head))
+    ul = processor.user_listener
+    assert ul is not None and ul is not processor.listener and ul.head is head
+    assert ul.backbone is processor.listener.backbone and ul.features is not processor.listener.features
+    assert BackchannelProcessor(make_listener(head), user_listener=False).user_listener is None
+    assert BackchannelProcessor(make_listener()).user_listener is None  # TimingHead(onset=False)
+
+
+def bot_talks_user_speaks(voiced_s: float, vad_at: int, n_chunks: int, words=(), vad_stop_at=None) -> list:
+    """The bot speaks; user audio in 20 ms chunks, voiced from 0.16 s for ``voiced_s`` s; pipecat's VAD start
+    after chunk ``vad_at`` (and stop after ``vad_stop_at``); ``words``: (after chunk, frame) pairs."""
+    x = np.concatenate([silence(0.16), voice(voiced_s), silence(n_chunks * 0.02)])[: n_chunks * 320]
+    chunks = audio_frames(x)
+    extra = {vad_at: [VADUserStartedSpeakingFrame()]}
+    if vad_stop_at is not None:
+        extra[vad_stop_at] = [VADUserStoppedSpeakingFrame()]
+    for at, frame in words:
+        extra.setdefault(at, []).extend([SleepFrame(0.05), frame, SleepFrame(0.05)])
+    out = [BotStartedSpeakingFrame(), SleepFrame(0.02)]
+    for i, c in enumerate(chunks, 1):
+        out += [c] + extra.get(i, [])
+    return out + [SleepFrame(0.3)]
+
+
+@pytest.mark.parametrize("delay, released_after", [(0.24, 20), (0.08, 18)])
+def test_a_model_barge_in_interrupts_at_the_decision_delay(delay, released_after):
+    """User VA from frame 2 (onset 0.16 s); the head says p(backchannel) 0.9 except 0.1 at the decision frame
+    (onset + 0.24 s: frame 4, ending 0.40 s = chunk 20). pipecat's VAD start comes after chunk 18 (0.36 s).
+    At 240 ms the hold is released at the decision, before any word; at 80 ms the verdict (frame 2) came
+    first and the hold is released as soon as it opens."""
+    frame = {0.24: 4, 0.08: 2}[delay]
+    processor, verdicts = user_side(OnsetHead(0.9, {frame: 0.1}), [0, 0] + [1] * 20, user_decision_delay_s=delay)
+    down, up = run(Pipeline([processor, user_aggregator(LLMContext()), processor.bot_audio_tap()]),
+                   bot_talks_user_speaks(1.2, 18, 50))
+    end = (frame + 1) * 0.08
+    assert [(v.onset_s, round(v.decided_s, 6), round(v.p_backchannel, 6), v.verdict, v.bot_speaking)
+            for v in verdicts] == [(pytest.approx(0.16), round(end, 6), 0.1, "barge-in", True)]
+    assert "InterruptionFrame" in names(down) and "InterruptionFrame" in names(up)
+    i = names(down).index("VADUserStartedSpeakingFrame")
+    assert names(down)[:i].count("InputAudioRawFrame") == released_after
+    assert processor.last_release == "model: barge-in (p(backchannel)=0.10 < 0.5)"
+
+
+def test_a_model_backchannel_is_confirmed_by_the_words():
+    """p(backchannel) 0.9: the "mhm" keeps the bot talking and the transcription confirms it."""
+    processor, verdicts = user_side(OnsetHead(0.9), [0, 0, 1, 1, 1, 1])
+    frames = bot_talks_user_speaks(0.32, 18, 60, words=[(40, TranscriptionFrame("Mhm.", "user", "t0"))],
+                                   vad_stop_at=34)
+    context = LLMContext()
+    down, up = run(Pipeline([processor, user_aggregator(context), processor.bot_audio_tap()]), frames)
+    assert [v.verdict for v in verdicts] == ["backchannel"] and verdicts[0].decided_s == pytest.approx(0.40)
+    assert [f.text for f in down if isinstance(f, UserBackchannelFrame)] == ["Mhm."]
+    assert "InterruptionFrame" not in names(down) and "InterruptionFrame" not in names(up)
+    assert context.get_messages() == [] and processor.user_verdict is None  # used up by the hold
+
+
+def test_words_that_are_not_a_backchannel_overrule_a_model_backchannel():
+    processor, verdicts = user_side(OnsetHead(0.9), [0, 0] + [1] * 12)
+    frames = bot_talks_user_speaks(0.9, 18, 50, words=[(30, InterimTranscriptionFrame("turn left", "user", "t"))])
+    down, _ = run(Pipeline([processor, user_aggregator(LLMContext()), processor.bot_audio_tap()]), frames)
+    assert [v.verdict for v in verdicts] == ["backchannel"]
+    assert "InterruptionFrame" in names(down) and processor.last_release == "words that are not a backchannel"
+    i = names(down).index("VADUserStartedSpeakingFrame")
+    assert names(down)[:i].count("InputAudioRawFrame") == 30  # released by the words, not at 0.40 s
+
+
+def test_without_the_bot_audio_tap_the_words_decide():
+    """No tap: the floor stream would be silent, so the reversed listener does not run; "mhm" by the words."""
+    processor, verdicts = user_side(OnsetHead(0.0), [0, 0, 1, 1, 1, 1])
+    down, _ = run(Pipeline([processor, user_aggregator(LLMContext())]), mhm_while_bot_speaks())
+    assert verdicts == [] and processor.user_listener.t == 0
+    assert [f.text for f in down if isinstance(f, UserBackchannelFrame)] == ["Mhm."]
+
+
+def test_onsets_need_two_quiet_frames_before_them():
+    """Hand-made user VA: voiced frames 2-3, a one-frame gap (4), voiced 5-6, quiet 7-8, voiced from 9. Onsets
+    at frames 2 and 9 (0.16 and 0.72 s); the gap at frame 4 does not start one. Each is decided at onset +
+    0.24 s (frames 4 and 11) from that frame's p; no verdict is reported once the bot has stopped."""
+    from pipecat.frames.frames import BotStoppedSpeakingFrame
+
+    script = [0, 0, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1]
+    processor, verdicts = user_side(OnsetHead(0.3, {4: 0.7, 11: 0.2}), script, user_backchannels=False)
+    frames = [BotStartedSpeakingFrame(), SleepFrame(0.02), *audio_frames(silence(0.96)), SleepFrame(0.05),
+              BotStoppedSpeakingFrame(), SleepFrame(0.05), *audio_frames(silence(0.64)), SleepFrame(0.1)]
+    run(Pipeline([processor, processor.bot_audio_tap()]), frames)
+    assert [(round(v.onset_s, 6), round(v.decided_s, 6), round(v.p_backchannel, 6), v.verdict) for v in verdicts] \
+        == [(0.16, 0.4, 0.7, "backchannel"), (0.72, 0.96, 0.2, "barge-in")]  # frame 16's onset: bot silent
+    assert processor.user_listener.t == 20
+
+
+def _example():
     import importlib.util
     from pathlib import Path
 
@@ -416,6 +601,62 @@ def test_example_dry_run(capsys):
     spec = importlib.util.spec_from_file_location("pipecat_agent_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    seen = asyncio.run(example.dry_run(seconds=6.0, seed=0, realtime=False, on=0.35))
-    assert seen["UserBackchannelFrame"] == 1 and seen["InterruptionFrame"] == 1
-    assert "LLM context: [{'role': 'user', 'content': 'turn left at the lake'}]" in capsys.readouterr().out
+    return example
+
+
+class ScriptedHead(OnsetHead):
+    """BACKCHANNEL certain at the model calls in ``fire``; onset p(backchannel) per call range."""
+
+    def __init__(self, fire, onset_ranges):
+        super().__init__(0.5)
+        self.fire, self.ranges = set(fire), onset_ranges
+
+    def step(self, state, x, inputs=None):
+        out, nxt = super().step(state, x, inputs)
+        action = torch.full((x.shape[0], 3), -30.0)
+        action[:, 1 if state in self.fire else 0] = 30.0
+        p = next((p for (a, b), p in self.ranges.items() if a <= state <= b), 0.5)
+        return HeadOutputs(action, out.bc_type, torch.logit(torch.tensor([p] * x.shape[0]))), nxt
+
+
+def test_example_dry_run_shows_each_behaviour_with_the_default_model(monkeypatch, capsys):
+    """examples/pipecat_agent.py --dry-run with the default model (a stand-in whose decisions are known): a
+    backchannel decided while the bot speaks (frame 9) is "not said: bot speaking", one in the story's pause
+    (frame 100, 8.0-8.08 s) reaches the end of the pipeline; the model keeps the bot talking over the "mhm"
+    (p 0.9 around its onset, 1.5 s) and lets the barge-in (p 0.05 around 2.7 s) interrupt before its words."""
+    import backchannel.plugin.listener as listener_module
+
+    example = _example()
+    head = ScriptedHead({9, 100}, {(15, 30): 0.9, (31, 45): 0.05})
+    monkeypatch.setattr(listener_module, "load_listener", lambda *a, **k: StreamingListener(
+        tiny_backbone(), head, Policy(on=0.5, take_turn=None), features=StreamingFeatures(SR, prosody=False),
+        deadline_s=60.0))
+    seen = asyncio.run(example.dry_run())
+    out = capsys.readouterr().out
+    assert seen["bot_backchannels_said"] == 1 and seen["frames"]["BotBackchannelFrame"] == 1
+    assert "bot backchannels said: 1 (BotBackchannelFrame at the end of the pipeline: 1)" in out
+    assert "  8.08 s: bot says 'right' (append_to_context=False)" in out
+    assert "bot backchannels decided but not said: 1\n  0.80 s: not said: bot speaking" in out
+    assert seen["user_backchannels"] == 1 and seen["frames"]["UserBackchannelFrame"] == 1
+    assert "user backchannel 'Mhm.': no interruption" in out
+    assert seen["verdicts"] == ["backchannel", "barge-in"]
+    assert "model verdicts on user onsets while the bot spoke: 2\n  1.76 s: the onset at 1.52 s: backchannel" in out
+    assert seen["barge_ins"] == 1 and "released: model: barge-in (p(backchannel)=0.05 < 0.5)" in out
+    assert "InterruptionFrame at the end of the pipeline while the bot spoke: 1" in out
+    assert "user turns in the LLM context: ['wait, turn left at the lake'" in out
+
+
+def test_example_dry_run_with_random_weights(capsys):
+    """--random-weights (seed 4): the untrained head fires once while the bot speaks (not said) and once in
+    the story (said); the words tell the "mhm" from the barge-in; the printed summary agrees with the frames."""
+    example = _example()
+    seen = asyncio.run(example.dry_run(random_weights=True))
+    out = capsys.readouterr().out
+    assert "model-based user side: off (no onset output: the words decide)" in out
+    assert seen["bot_backchannels_said"] == seen["frames"]["BotBackchannelFrame"] == 1
+    assert seen["bot_backchannels_unsaid"] == 1 and "not said: bot speaking" in out
+    assert seen["user_backchannels"] == seen["frames"]["UserBackchannelFrame"] == 1 and seen["barge_ins"] == 1
+    assert "released: words that are not a backchannel" in out and seen["verdicts"] == []
+    n_turns = len(example.user_speech(12.0)) - 1  # every stretch but the "mhm" is a user turn
+    assert seen["frames"]["InterruptionFrame"] == n_turns
+    assert f"user turns while the bot listened: {n_turns - 1}" in out

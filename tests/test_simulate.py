@@ -17,6 +17,7 @@ from backchannel.plugin.listener import StreamingListener, run_offline
 from backchannel.plugin.simulate import (
     BC_TONE_S,
     RANDOM_WEIGHTS,
+    REPLAY_DEADLINE_S,
     dialogue_row,
     row_words,
     simulate,
@@ -188,7 +189,7 @@ def test_a_dialogue_replays_like_its_dataset_row(demo, tmp_path):
 
 
 def test_random_weights_are_said_plainly(demo, tmp_path):
-    sim = simulate(demo["row"], out_dir=tmp_path, render="tone", seconds=4.0)
+    sim = simulate(demo["row"], out_dir=tmp_path, render="tone", seconds=4.0, random_weights=True)
     report = json.loads(sim.json.read_text())
     assert sim.weights == RANDOM_WEIGHTS == report["weights"] == "random weights"
     assert len(report["decisions"]) == 50 and not report["faults"]
@@ -229,7 +230,7 @@ def test_cli_writes_all_three_files(demo, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(demo["base"])  # the corpus name resolves to data/demo
     out = tmp_path / "sim"
     assert run_cli(["simulate", "demo", "--start", "36", "--seconds", "8", "--render", "tone",
-                    "--out", str(out)]) == 0
+                    "--out", str(out), "--random-weights"]) == 0
     stdout = capsys.readouterr().out
     stem = f"demo_{demo['row']['dialogue']}_{demo['row']['listener']}"  # the listener with most backchannels
     files = {p.name for p in out.iterdir()}
@@ -242,6 +243,37 @@ def test_cli_writes_all_three_files(demo, tmp_path, monkeypatch, capsys):
     assert real.shape == (100 * 1280, 2)
     for b in report["true_backchannels"]:  # the real listener's backchannels, right channel
         assert rms(real[round(b["onset"] * sr):round(b["offset"] * sr), 1]) > 0.05
+
+
+def test_without_a_checkpoint_the_default_model_replays(demo, tmp_path, monkeypatch, capsys):
+    """``backchannel simulate`` without ``--checkpoint``: ``load_listener()`` (the packaged default model; a
+    stand-in here) with the CLI's policy and the replay deadline, named in the outputs."""
+    import backchannel.plugin.listener as listener_module
+
+    calls = []
+
+    def load_listener(*args, **kwargs):
+        calls.append((args, kwargs))
+        model = stub_listener([5])
+        model.policy = kwargs["policy"]
+        model.reset()
+        model.checkpoint = {"checkpoint": "/pkg/default", "checkpoint_sha256": "ab" * 32, "backbone": "timing"}
+        return model
+
+    monkeypatch.setattr(listener_module, "load_listener", load_listener)
+    monkeypatch.chdir(demo["base"])
+    out = tmp_path / "sim"
+    assert run_cli(["simulate", "demo", "--start", "36", "--seconds", "4", "--render", "tone", "--threshold",
+                    "0.5", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    (args, kwargs), = calls
+    assert args == () and kwargs["deadline_s"] == REPLAY_DEADLINE_S and kwargs["policy"].on == 0.5
+    assert "weights: default model /pkg/default (sha256 abababababab, backbone timing)" in stdout
+    assert "1 backchannels decided" in stdout  # the stand-in fires at frame 5
+    report = json.loads(next(out.glob("*.json")).read_text())
+    assert report["weights"].startswith("default model /pkg/default")
+    assert run_cli(["simulate", "demo", "--checkpoint", "x.ckpt", "--random-weights"]) == 2
+    assert "either --checkpoint or --random-weights" in capsys.readouterr().err
 
 
 def test_cli_explains_bad_input(demo, tmp_path, monkeypatch, capsys):
