@@ -109,3 +109,27 @@ def test_rating_plot_panels_are_titled(tmp_path, kept):
     fig = kept[0]
     assert all(ax.get_title() for ax in fig.axes)
     assert_readable(fig, outside_legends=False)
+
+
+def test_stats_figure_counts_echoes_and_says_what_its_histograms_leave_out():
+    from backchannel.corpora.stats import stats_figure
+
+    def hist(edges, counts, above=0, median=None, **kw):
+        return {"bin_edges_s": edges, "counts": counts, "below": 0, "above": above, "median_s": median, **kw}
+
+    types = {"continuer": 5, "agreement": 3, "assessment": 0, "surprise": 0, "acknowledgement": 2}
+    stats = {"corpus": "hand", "n_dialogues": 1, "hours": 0.1, "backchannels": 14,
+             "forms": {"top": [{"form": "mhm", "count": 10}, {"form": "south", "count": 4}]},
+             "types": {t: {"count": c} for t, c in types.items()}, "echo": {"count": 4, "share": 4 / 14},
+             "overlap_share": 0.25, "onset_since_speaker_end": hist([0.0, 0.5, 1.0], [8, 4], above=2, median=0.3),
+             "turn_transition_gaps": hist([-0.5, 0.0, 0.5], [3, 5], median=0.1, mode_s=0.25),
+             "inter_backchannel_intervals": hist([0.0, 30.0, 60.0], [9, 3], above=1, median=12.0),
+             "rate": {"per_listener_values": [1.0, 3.0], "per_listener_minute": 2.0}}
+    fig = stats_figure(stats)
+    bars = fig.axes[1].patches
+    assert [round(b.get_height()) for b in bars] == [5, 3, 0, 0, 2, 4]  # the echoes: the bars add up to 14
+    assert fig.axes[1].get_xticklabels()[-1].get_text() == "echo\n(no type)"
+    assert "(not shown: 2 above 1000 ms)" in fig.axes[2].get_xlabel()
+    assert "(not shown: 1 above 60 s)" in fig.axes[4].get_xlabel()
+    assert_readable(fig, outside_legends=False)
+    plt.close(fig)
