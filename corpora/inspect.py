@@ -91,7 +91,7 @@ def timeline_figure(row: dict, start: float = 0.0, seconds: float = 60.0, where:
     axes[0].fill_between(t, 0, np.asarray(row["va_speaker"])[f0:f1], step="post", color="tab:blue", alpha=0.7)
     axes[0].set_ylabel(f"floor {row['floor']}\nvoice activity")
     axes[1].fill_between(t, 0, np.asarray(row["va_listener"])[f0:f1], step="post", color="tab:orange", alpha=0.7)
-    axes[1].set_ylabel(f"listener {row['listener']}\nvoice activity")
+    axes[1].set_ylabel(f"listener {row['listener']}\nvoice activity\n(backchannels\nleft out)")
     action = np.asarray(row["action"])[f0:f1]
     labels = {1: ("BACKCHANNEL", "tab:green"), 2: ("TAKE_TURN", "tab:red")}
     for k, (_name, c) in labels.items():

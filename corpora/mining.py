@@ -298,36 +298,6 @@ def _mine_pauses(l_all: np.ndarray, f_all: np.ndarray, f_speech: np.ndarray, tur
             for x, y, s, h in zip(a.tolist(), b.tolist(), shift.tolist(), hold.tolist()) if s or h]
 
 
-def _floor_backchannel_default(listener: Channel, floor: Channel, floor_backchannels, cfg: LabelSettings):
-    if floor_backchannels is not None:
-        return floor_backchannels
-    return _mine_candidates(floor, merge_spans(speech_spans(listener)), cfg)[0]
-
-
-def mine_turns(listener: Channel, floor: Channel, backchannels: list[BackchannelEvent],
-               settings: LabelSettings | dict | None = None, *,
-               floor_backchannels: list[BackchannelEvent] | None = None) -> list[TurnEvent]:
-    """The listener's take-turns (``shift``/``interruption``, rules in the module docstring).
-
-    ``backchannels``: the listener's; ``floor_backchannels``: the floor party's (default: mined with
-    the roles swapped, exact for two parties; ``mine_dialogue`` mines them per speaker).
-    """
-    cfg = LabelSettings.of(settings)
-    fb = _floor_backchannel_default(listener, floor, floor_backchannels, cfg)
-    return _mine_turns(listener.speaker, _without(speech_spans(listener), backchannels),
-                       _without(speech_spans(floor), fb), cfg.pause)
-
-
-def mine_pauses(listener: Channel, floor: Channel, turns: list[TurnEvent],
-                settings: LabelSettings | dict | None = None, *,
-                floor_backchannels: list[BackchannelEvent] | None = None) -> list[Pause]:
-    """Mutual silences of >= ``pause`` s after the floor party's speech, labelled hold/shift (module doc)."""
-    cfg = LabelSettings.of(settings)
-    fb = _floor_backchannel_default(listener, floor, floor_backchannels, cfg)
-    f_all = speech_spans(floor)
-    return _mine_pauses(speech_spans(listener), f_all, _without(f_all, fb), turns, cfg.pause)
-
-
 # --------------------------------------------------------------------------- per dialogue
 @dataclass
 class ListenerEvents:

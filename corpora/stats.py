@@ -279,8 +279,13 @@ def stats_figure(stats: dict):
 
     a = ax[0, 1]
     a.bar(list(BC_TYPES), [stats["types"][t]["count"] for t in BC_TYPES], color="tab:green")
+    echoes = (stats.get("echo") or {}).get("count") or 0
+    if echoes:  # tagged repeats ("south"): backchannels with no type, so the bars add up to the total
+        a.bar([f"{ECHO}\n(no type)"], [echoes], color="0.6")
     a.set(title="Backchannel semantic types", xlabel="type", ylabel="count")
-    a.tick_params(axis="x", rotation=20)
+    a.tick_params(axis="x", rotation=25)
+    for label in a.get_xticklabels():
+        label.set(ha="right", rotation_mode="anchor")
 
     _hist_panel(ax[0, 2], stats["onset_since_speaker_end"], scale=1000,
                 title=f"Onset after the floor party's speech end\n(in overlap: {_pct(stats['overlap_share'])}, "

@@ -32,7 +32,7 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 import numpy as np
 import soundfile
 import torch
-from backchannel.plugin.duplex import decision_lines, load_wav, policy_forms
+from backchannel.plugin.duplex import load_wav, policy_forms, report_loop
 from backchannel.plugin.listener import StreamingListener
 from backchannel.plugin.moshi_lm import BackchannelLMGen, build_forms, form_codes
 
@@ -188,29 +188,38 @@ def main(argv=None) -> None:
     )
 
     n_frames = user.shape[-1] // FRAME
-    out_pcm, texts, step_ms = [], [], []
+    out_pcm, texts = [], []
+    ms = {"encode": [], "lm": [], "listener": [], "decode": [], "frame": []}  # per-frame wall times
     with torch.no_grad(), mimi.streaming(1), gen.streaming(1):
         for f in range(n_frames):
             chunk = user[:, :, f * FRAME : (f + 1) * FRAME].to(args.device)
             t0 = time.perf_counter()
             user_codes = mimi.encode(chunk)  # [1, 8, 1]
+            t1 = time.perf_counter()
             tokens = gen.step(user_codes[:, : lm.n_q - lm.dep_q])
-            step_ms.append((time.perf_counter() - t0) * 1e3)
+            t2 = time.perf_counter()
             if tokens is None:
-                out_pcm.append(torch.zeros(FRAME))
-                continue
-            texts.append(int(tokens[0, 0, 0]))
-            out_pcm.append(mimi.decode(tokens[:, 1:])[0, 0].float().cpu())
+                pcm = torch.zeros(FRAME)
+            else:
+                texts.append(int(tokens[0, 0, 0]))
+                pcm = mimi.decode(tokens[:, 1:])[0, 0].float().cpu()
+            t3 = time.perf_counter()
+            out_pcm.append(pcm)
+            listener_s = gen.control.last_call_s  # head + policy + floor, inside gen.step
+            for key, s in (("encode", t1 - t0), ("lm", t2 - t1 - listener_s), ("listener", listener_s),
+                           ("frame", t3 - t0)):
+                ms[key].append(s * 1e3)
+            if tokens is not None:
+                ms["decode"].append((t3 - t2) * 1e3)
 
-    moshi = torch.cat(out_pcm).numpy()
-    stereo = np.stack([user[0, 0, : len(moshi)].numpy(), moshi], axis=1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(args.out, stereo, SR)
-    stats = gen.control.floors[0].stats
-    print(f"{n_frames} frames; LMGen step (Mimi encode + LM + head) median {np.median(step_ms):.1f} ms")
-    for line in decision_lines(timeline, stats):
-        print(line)
-    print(f"wrote {args.out} (left: user, right: Moshi)")
+    med = {k: float(np.median(v)) if v else float("nan") for k, v in ms.items()}
+    print(f"{n_frames} frames, median ms per 80 ms frame ({args.device}, {torch.get_num_threads()} torch "
+          f"thread(s)): Mimi encode {med['encode']:.1f}, LM {med['lm']:.1f}, listener (head + policy + "
+          f"floor) {med['listener']:.2f}, Mimi decode {med['decode']:.1f}; whole frame {med['frame']:.1f}")
+    if args.tiny and med["frame"] > 80:
+        print(f"  (over the 80 ms frame: --tiny runs the full-size Mimi, random weights, on a CPU; the listener "
+              f"is {100 * med['listener'] / med['frame']:.1f}% of the frame)")
+    report_loop(args.out, user, torch.cat(out_pcm).numpy(), timeline, gen.control.floors[0].stats, SR)
 
 
 if __name__ == "__main__":

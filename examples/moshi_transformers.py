@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-from backchannel.plugin.duplex import build_forms, decision_lines, form_codes, load_wav, policy_forms
+from backchannel.plugin.duplex import build_forms, form_codes, load_wav, policy_forms, report_loop
 from backchannel.plugin.listener import StreamingListener
 from backchannel.plugin.moshi_hf import BackchannelMoshiHF, mimi_encoder
 
@@ -123,26 +123,22 @@ def main(argv=None) -> None:
 
     with torch.no_grad():
         user_codes = encode(user)  # [1, K, n_frames]
-    outs, step_ms = [], []
+    outs, lm_ms, listener_ms = [], [], []
     for f in range(user_codes.shape[-1]):
         t0 = time.perf_counter()
         out = loop.step(user_codes[:, :, f : f + 1])
-        step_ms.append((time.perf_counter() - t0) * 1e3)
+        listener_ms.append(loop.control.last_call_s * 1e3)  # head + policy + floor, inside the step
+        lm_ms.append((time.perf_counter() - t0) * 1e3 - listener_ms[-1])
         if out is not None:
             outs.append(out)
     own = torch.cat(outs, dim=-1)  # [1, 1 + K, n_frames - max_delay]: text, Moshi's audio codes
     with torch.no_grad():
         moshi = model.audio_encoder.decode(own[:, 1:]).audio_values[0, 0].float().cpu().numpy()
     moshi = np.concatenate([np.zeros(FRAME * loop.max_delay, dtype=np.float32), moshi])
-    n = min(len(moshi), user.shape[-1])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(args.out, np.stack([user[0, 0, :n].numpy(), moshi[:n]], axis=1), SR)
-
-    stats = loop.control.floors[0].stats
-    print(f"{len(step_ms)} frames; step (LM + depth + head) median {np.median(step_ms):.1f} ms")
-    for line in decision_lines(timeline, stats):
-        print(line)
-    print(f"wrote {args.out} (left: user, right: Moshi)")
+    print(f"{len(lm_ms)} frames, median ms per step ({args.device}, {torch.get_num_threads()} torch thread(s)): "
+          f"LM + depth {np.median(lm_ms):.1f}, listener (head + policy + floor) {np.median(listener_ms):.2f}; "
+          "Mimi runs offline here (the whole user audio at once)")
+    report_loop(args.out, user, moshi, timeline, loop.control.floors[0].stats, SR)
 
 
 if __name__ == "__main__":

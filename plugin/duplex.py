@@ -37,6 +37,8 @@ codes, one frame each. ``epad=False`` drops the EPAD frame.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -212,7 +214,7 @@ class FloorControl:
         self.floor = self.initial_floor
         self.schedule = self._empty.clone()  # [channels, steps ahead], column 0 = this step
         self._quiet = 0
-        self.last_outcome: str | None = None  # what became of this step's BACKCHANNEL decision
+        self.last_outcome: str | None = None  # what became of this step's BACKCHANNEL or TAKE_TURN decision
 
     @property
     def speaking(self) -> bool:
@@ -229,6 +231,7 @@ class FloorControl:
         if action == "TAKE_TURN":
             if self.floor == USER:
                 self.stats["take_turn"] += 1
+            self.last_outcome = "took the floor" if self.floor == USER else "the model holds the floor already"
             self.floor, self._quiet = MODEL, 0
         elif action == "BACKCHANNEL":
             self._backchannel(decision)
@@ -279,6 +282,7 @@ class DuplexControl:
     Fault isolation: the listener makes a failing or late head SILENT itself; anything else that
     raises here leaves that row unforced for the step (logged once per kind, counted in ``faults``).
     ``on_decision(row, decision)`` is called for every decision (its errors are isolated the same way).
+    ``last_call_s``: wall time (seconds) of the last call, every row's head, policy and floor together.
     """
 
     def __init__(
@@ -311,6 +315,7 @@ class DuplexControl:
         self.on_decision = on_decision
         self._faults = Faults("duplex loop", self.log, consequence="the step goes on unforced for that row")
         self.last_decisions: list[Decision | None] = [None] * len(self.listeners)
+        self.last_call_s = math.nan
 
     def __len__(self) -> int:
         return len(self.listeners)
@@ -337,6 +342,7 @@ class DuplexControl:
         prev_text: Sequence[int | None] | None = None,
         active: Sequence[bool] | None = None,
     ) -> Tensor:
+        start = time.perf_counter()
         B = len(self)
         if hidden.shape[0] != B:
             raise ValueError(f"duplex loop: batch of {hidden.shape[0]} for {B} listeners")
@@ -364,7 +370,23 @@ class DuplexControl:
                     self.on_decision(b, decision)
                 except Exception as err:  # noqa: BLE001
                     self.fault(f"on_decision:{type(err).__name__}", b, err)
+        self.last_call_s = time.perf_counter() - start
         return forced
+
+
+CONTROL_KEYWORDS = ("silence_codes", "floor", "yield_after", "on_decision", "logger")
+"""The keywords a Moshi adapter hands on to :class:`DuplexControl` / :class:`FloorControl`."""
+
+
+def adapter_control(listeners, forms: Mapping[str, SpokenForm], delays: Sequence[int], *, text_vocab: int,
+                    audio_vocab: int, pad_id: int = TEXT_PAD_ID, **kwargs) -> tuple[DuplexControl, dict]:
+    """A Moshi adapter's :class:`DuplexControl` from the model's own channels' ``delays`` (text first, in steps),
+    its text and audio vocabulary sizes and its text PAD id; the ``CONTROL_KEYWORDS`` among ``kwargs`` go to
+    the control, the rest are returned (the adapter's own loop keywords)."""
+    control_kw = {k: kwargs.pop(k) for k in CONTROL_KEYWORDS if k in kwargs}
+    control = DuplexControl(listeners, forms, delays, text_vocab=text_vocab, audio_vocab=audio_vocab, pad_id=pad_id,
+                            **control_kw)
+    return control, kwargs
 
 
 # ----------------------------------------------------------------------------- for hosts and examples
@@ -382,11 +404,11 @@ def policy_forms(spoken: Mapping[str, SpokenForm]) -> dict[str, tuple[str, ...]]
 
 def decision_lines(timeline: Sequence[tuple[Decision, str | None]], stats: Mapping[str, int]) -> list[str]:
     """Console lines for a loop's decisions ``(decision, FloorControl.last_outcome)``: every decision that is
-    not SILENT or has a fault, with what became of each backchannel, then the floor's totals."""
+    not SILENT or has a fault, with what became of each backchannel and take-turn, then the floor's totals."""
     lines = []
     for d, outcome in timeline:
         if d.action != "SILENT" or d.fault:
-            why = f"  ({outcome})" if d.action == "BACKCHANNEL" and outcome else ""
+            why = f"  ({outcome})" if d.action != "SILENT" and outcome else ""
             lines.append(f"  frame {d.frame:4d}  {d.time:6.2f} s  {d.action:11s} {d.form or '':8s} {d.fault or ''}{why}")
     decided = sum(d.action == "BACKCHANNEL" for d, _ in timeline)
     dropped = {k: v for k, v in stats.items() if k.startswith("dropped") and v}
@@ -395,3 +417,18 @@ def decision_lines(timeline: Sequence[tuple[Decision, str | None]], stats: Mappi
                  + f"; took the turn {stats.get('take_turn', 0)} time(s), yielded {stats.get('yield', 0)}")
     return lines
 
+
+def report_loop(out: str | Path, user: Tensor, moshi, timeline: Sequence[tuple[Decision, str | None]],
+                stats: Mapping[str, int], sample_rate: int = MIMI_SAMPLE_RATE) -> None:
+    """End of a loop run (the examples): write the stereo WAV ``out`` (left: the user's ``[1, 1, samples]``,
+    right: Moshi's ``[samples]``, both cut to the shorter), print :func:`decision_lines` and the path."""
+    import soundfile
+
+    moshi = np.asarray(moshi, dtype=np.float32)
+    n = min(len(moshi), user.shape[-1])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(out, np.stack([user[0, 0, :n].cpu().numpy(), moshi[:n]], axis=1), sample_rate)
+    for line in decision_lines(timeline, stats):
+        print(line)
+    print(f"wrote {out} (left: user, right: Moshi)")

@@ -13,12 +13,19 @@ tokens from ``AutoTokenizer.from_pretrained("kmhf/hf-moshiko")``; forms' codes f
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
-from .duplex import DuplexControl, SpokenForm
+from .duplex import SpokenForm, adapter_control
+
+
+def _cache_keyword(forward) -> str:
+    """The KV-cache keyword (and output field) of a transformers ``forward``: ``cache`` since transformers
+    5.x, where ``past_key_values`` is deprecated; ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def mimi_encoder(model, num_codebooks: int) -> Callable[[Tensor], Tensor]:
@@ -56,8 +63,8 @@ class BackchannelMoshiHF:
     ``{form: SpokenForm}``; ``layer``: which hidden state the head reads (None: the last, after the
     final norm; ``i``: ``hidden_states[i]``, as ``MoshiBackbone(layer=i)``); sampling: ``temperature``,
     ``top_k`` for audio, ``text_temperature``, ``text_top_k`` (0 = greedy); ``generator`` seeds it.
-    Remaining keywords (``silence_codes``, ``floor``, ``yield_after``, ``on_decision``) go to
-    :class:`DuplexControl` / :class:`FloorControl`.
+    Remaining keywords (``duplex.CONTROL_KEYWORDS``: ``silence_codes``, ``floor``, ``yield_after``,
+    ``on_decision``, ``logger``) go to :class:`DuplexControl` / :class:`FloorControl`.
     """
 
     def __init__(
@@ -85,14 +92,12 @@ class BackchannelMoshiHF:
         self.temperature, self.top_k = temperature, top_k
         self.text_temperature, self.text_top_k = text_temperature, text_top_k
         self.generator = generator
-        self.control = DuplexControl(
-            listeners,
-            forms,
-            own,
-            text_vocab=cfg.vocab_size,
-            audio_vocab=cfg.audio_vocab_size,
-            **control_kwargs,
-        )
+        self._cache_kw = _cache_keyword(model.forward)
+        self._depth_cache_kw = _cache_keyword(model.depth_decoder.forward)
+        self.control, unknown = adapter_control(listeners, forms, own, text_vocab=cfg.vocab_size,
+                                                audio_vocab=cfg.audio_vocab_size, **control_kwargs)
+        if unknown:
+            raise TypeError(f"BackchannelMoshiHF: unexpected keyword(s) {sorted(unknown)}")
         self.reset()
 
     @classmethod
@@ -153,12 +158,12 @@ class BackchannelMoshiHF:
             input_ids=inp[:, :1],
             moshi_audio_codes=inp[:, 1 : 1 + K, None],
             user_audio_codes=inp[:, 1 + K :, None],
-            past_key_values=self._cache,
             use_cache=True,
             decoder_position_ids=torch.tensor([[c]], device=dev),
             output_hidden_states=self.layer is not None,
+            **{self._cache_kw: self._cache},
         )
-        self._cache = out.past_key_values
+        self._cache = getattr(out, self._cache_kw)
         hidden = (out.last_hidden_state if self.layer is None else out.hidden_states[self.layer])[:, -1]
         prev_text = ring[:, 0, c % CT].tolist() if c > 0 else None
         forced = self.control(hidden, prev_text).to(dev)
@@ -180,10 +185,9 @@ class BackchannelMoshiHF:
         forced (a forced code is what the next codebook is conditioned on)."""
         depth, cache, prev, codes = self.model.depth_decoder, None, text, []
         for k in range(self.K):
-            o = depth(
-                input_ids=prev[:, None], last_hidden_state=last_hidden, past_key_values=cache, use_cache=True
-            )
-            cache = o.past_key_values
+            o = depth(input_ids=prev[:, None], last_hidden_state=last_hidden, use_cache=True,
+                      **{self._depth_cache_kw: cache})
+            cache = getattr(o, self._depth_cache_kw)
             code = sample_token(o.logits[:, -1], self.temperature, self.top_k, self.generator)
             prev = torch.where(forced[:, k] >= 0, forced[:, k], code)
             codes.append(prev)

@@ -48,7 +48,7 @@ import torch
 from moshi.models.lm import LMGen, LMModel
 from torch import Tensor
 
-from .duplex import FREE, DuplexControl, SpokenForm, build_forms, form_codes  # noqa: F401 (re-exported)
+from .duplex import FREE, SpokenForm, adapter_control, build_forms, form_codes  # noqa: F401 (re-exported)
 
 FORCED_OUT = (
     -1e4
@@ -83,37 +83,19 @@ class BackchannelLMGen(LMGen):
 
     ``listeners``: one ``StreamingListener`` per batch row (a single one for batch 1), whose head reads
     ``lm_model.dim``-dimensional hidden states; ``forms``: ``{form: SpokenForm}`` with ``dep_q`` audio
-    rows (text ids < ``text_card``, codes < ``card``). Keywords ``silence_codes``, ``floor``,
-    ``yield_after``, ``on_decision`` go to :class:`DuplexControl`; the rest to ``LMGen`` (sampling,
-    CFG, hooks). ``control`` holds the listeners, floors (``control.floors[b].stats``) and faults.
+    rows (text ids < ``text_card``, codes < ``card``). Keywords ``silence_codes``, ``floor`` (default
+    ``"user"``), ``yield_after`` (default 25 steps), ``on_decision``, ``logger`` (``duplex.CONTROL_KEYWORDS``)
+    go to :class:`~backchannel.plugin.duplex.DuplexControl`; the rest to ``LMGen`` (sampling, CFG, hooks).
+    ``control`` holds the listeners, floors (``control.floors[b].stats``) and faults.
     """
 
-    def __init__(
-        self,
-        lm_model: LMModel,
-        listeners,
-        forms: Mapping[str, SpokenForm],
-        *,
-        silence_codes=None,
-        floor: str = "user",
-        yield_after: int | None = 25,
-        on_decision=None,
-        **lmgen_kwargs,
-    ):
-        super().__init__(lm_model, **lmgen_kwargs)
+    def __init__(self, lm_model: LMModel, listeners, forms: Mapping[str, SpokenForm], **kwargs):
         own = lm_model.delays[: 1 + lm_model.dep_q]  # text + the model's own audio codebooks
-        self.control = DuplexControl(
-            listeners,
-            forms,
-            own,
-            text_vocab=lm_model.text_card,
-            audio_vocab=lm_model.card,
-            pad_id=lm_model.text_padding_token_id,
-            silence_codes=silence_codes,
-            floor=floor,
-            yield_after=yield_after,
-            on_decision=on_decision,
-        )
+        control, lmgen_kwargs = adapter_control(listeners, forms, own, text_vocab=lm_model.text_card,
+                                                audio_vocab=lm_model.card, pad_id=lm_model.text_padding_token_id,
+                                                **kwargs)
+        super().__init__(lm_model, **lmgen_kwargs)
+        self.control = control
 
     def _init_streaming_state(self, batch_size: int):
         if batch_size != len(self.control):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -376,12 +377,12 @@ def plot_simulation(row: Mapping, decisions: Sequence[Decision], policy: Policy,
     n = int(row["n_frames"])
     t = np.arange(n) * FRAME_S
     end = n * FRAME_S
-    fig, axes = plt.subplots(3, 1, figsize=(float(np.clip(end / 5, 12, 48)), 6.5), sharex=True,
-                             gridspec_kw={"height_ratios": [1.5, 1.5, 3]})
+    fig, axes = plt.subplots(3, 1, figsize=(float(np.clip(end / 5, 12, 48)), 7), sharex=True,
+                             gridspec_kw={"height_ratios": [1.5, 1.5, 3]}, layout="constrained")
     axes[0].fill_between(t, 0, np.asarray(row["va_speaker"]), step="post", color="tab:blue", alpha=0.7)
     axes[0].set_ylabel(f"speaker\n{row.get('floor', '')}")
     axes[1].fill_between(t, 0, np.asarray(row["va_listener"]), step="post", color="tab:orange", alpha=0.7)
-    axes[1].set_ylabel(f"listener\n{row['listener']}")
+    axes[1].set_ylabel(f"listener {row['listener']}\n(backchannels\nleft out)")
     for onset, form in zip(row.get("bc_onsets", []), row.get("bc_forms", [])):
         for ax in axes[1:]:
             ax.axvline(onset, color="0.35", lw=1, ls=":")
@@ -414,12 +415,16 @@ def plot_simulation(row: Mapping, decisions: Sequence[Decision], policy: Policy,
     ax.plot([], [], color="0.35", ls=":", label="true backchannel onset")
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("listener model")
-    ax.legend(loc="upper right", fontsize=7, ncol=4)
-    ax.set_xlabel(f"time (s) from {row.get('start_s', 0.0):.2f} s")
+    start = float(row.get("start_s", 0.0))
+    ax.set_xlabel(f"time (s) from {start:.2f} s into the dialogue")
     ax.set_xlim(0, end)
-    fig.suptitle(f"{row.get('corpus', '')} {row['dialogue']}: listener {row['listener']} replayed live "
-                 f"({weights}); solid green: decided backchannels, dotted grey: the real ones", fontsize=10)
-    fig.tight_layout()
+    width = fig.get_figwidth()
+    title = (f"{row.get('corpus', '')} {row['dialogue']}: listener {row['listener']} replayed live, "
+             f"{start:.1f}–{start + end:.1f} s of the dialogue; solid green: decided backchannels, dotted grey: "
+             f"the real ones. Weights: {weights or 'not named'}")
+    fig.suptitle(textwrap.fill(title, width=int(width * 11)), fontsize=10)  # ~11 characters an inch at 10 pt
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 8), fontsize=7, frameon=False)
     out = Path(out)
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -171,6 +171,31 @@ def test_constant_predictor_fires_once_per_row():
     assert frame["f1"] == pytest.approx([0.0, 2 * k / (k + n), 0.0])
 
 
+def test_rate_matched_says_when_no_dev_setting_lies_in_the_band():
+    """A constant predictor fires once per row whatever its settings: dev rate 2 per 3 min vs a human 6 per 3 min
+    (ratio 1/3, outside 1/1.25..1.25), so ``rate_matched`` takes the nearest rate and every table says so."""
+    from backchannel.evaluation.report import cadence_table, event_table, policy_table, summary_lines
+
+    dev = [toy_row(f"d{i}", [0.5] + spaced(20.0, 2, 17.0), shifts=[12.0], split="dev") for i in range(2)]
+    test = [toy_row(f"t{i}", [0.5] + spaced(20.0, 3, 11.0), shifts=[12.0], seconds=90.0) for i in range(3)]
+    sec, _ = evaluate_corpus("toy", dev, test, predictor=Constant([0.2, 0.6, 0.2]), systems=["head"],
+                             settings=FAST, progress=False)
+    v = variants(sec, "head")
+    assert v["rate_matched"]["dev"]["in_band"] is False  # the JSON says it
+    assert v["rate_matched"]["dev"]["rate"] == pytest.approx(2 / 2.0)  # 2 onsets in 2 minutes
+    assert v["rate_matched"]["dev"]["human_rate"] == pytest.approx(6 / 2.0)
+    assert v["f1"]["dev"]["in_band"] is True  # the F1 variant has no band
+    tables = {"events": event_table(sec, ["[-500,+500]"], "all"), "policy": policy_table(sec, "all"),
+              "cadence": cadence_table(sec, "all")}
+    for name, lines in tables.items():
+        row = [line for line in lines if line.startswith("| head | rate_matched")]
+        assert len(row) == 1 and "NOT matched" in row[0], (name, lines)
+        assert any(line.startswith("| head | f1 |") for line in lines), (name, lines)
+    assert "no dev setting in the band" in "\n".join(tables["events"])
+    summary = summary_lines({"corpora": {"toy": sec}})
+    assert "head/rate_matched (NOT matched) F1" in summary[0] and "head/f1 F1" in summary[0], summary
+
+
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # test labels all SILENT
 def test_tuning_uses_dev_labels_only():
     dev = [toy_row("d1", spaced(3.0, 7), shifts=[1.5, 40.0], holds=[10.0, 30.0], split="dev")]

@@ -15,8 +15,6 @@ from backchannel.corpora.mining import (
     merge_spans,
     mine_backchannels,
     mine_dialogue,
-    mine_pauses,
-    mine_turns,
     speech_spans,
     turn_transition_gaps,
 )
@@ -81,16 +79,15 @@ def test_two_party_exact_events():
     assert turn_transition_gaps(two_party(), ev) == approx([0.3, 0.3, -0.8])
 
 
-def test_pair_functions_match_mine_dialogue():
+def test_pair_function_matches_mine_dialogue_and_candidates_take_no_turn():
     d = two_party()
     lis, flo = d.channels["B"], d.floor("B")
-    bcs = mine_backchannels(lis, flo)
-    turns = mine_turns(lis, flo, bcs)
-    assert bcs == mine_dialogue(d)["B"].backchannels
-    assert turns == mine_dialogue(d)["B"].turns
-    assert mine_pauses(lis, flo, turns) == mine_dialogue(d)["B"].pauses
-    # Without the listener's backchannels, "mhm" (after A's 2.0) and "yeah" (inside A's 3.0-5.5) take turns.
-    assert [(t.onset, t.kind) for t in mine_turns(lis, flo, [])] == \
+    assert mine_backchannels(lis, flo) == mine_dialogue(d)["B"].backchannels
+    # With no backchannel candidates (none is that short), "mhm" (after A's 2.0) and "yeah" (inside A's
+    # 3.0-5.5) take turns.
+    ev = mine_dialogue(d, LabelSettings(max_duration=0.01))
+    assert ev["B"].backchannels == [] and ev["A"].backchannels == []
+    assert [(t.onset, t.kind) for t in ev["B"].turns] == \
         [(2.4, "shift"), (4.0, "interruption"), (7.3, "shift"), (11.2, "interruption")]
 
 

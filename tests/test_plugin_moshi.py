@@ -12,6 +12,7 @@ model's raw logits at that step).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 
@@ -524,3 +525,37 @@ def test_hf_head_faults_keep_the_loop_running():
     assert [t[0] for t in tokens] == [PAD] * 12  # the faulty backchannel frame is SILENT: nothing said
     with pytest.raises(ValueError, match="user codes must be"):
         loop.step(torch.zeros(1, K, dtype=torch.long))
+
+
+def test_adapter_keywords_reach_the_control_and_a_misspelt_one_is_refused():
+    model = MoshiBackbone.tiny(seed=7).model
+    K = model.config.num_codebooks
+    forms = forms_for(K, model.config.audio_vocab_size)
+    loop = BackchannelMoshiHF(model, scripted_listener({}), forms, yield_after=3, floor=MODEL, top_k=5)
+    floor = loop.control.floors[0]
+    assert (floor.yield_after, floor.initial_floor, loop.top_k) == (3, MODEL, 5)
+    assert math.isnan(loop.control.last_call_s)
+    loop.step(torch.zeros(1, K, 1, dtype=torch.long))
+    assert 0 <= loop.control.last_call_s < 1.0  # the step's listener time (head, policy, floor), in seconds
+    with pytest.raises(TypeError, match=r"unexpected keyword\(s\) \['yeild_after'\]"):
+        BackchannelMoshiHF(model, scripted_listener({}), forms, yeild_after=3)
+
+
+def test_decision_lines_say_what_became_of_each_decision():
+    from backchannel.plugin.duplex import decision_lines
+
+    fc = FloorControl(forms_for(3, 64), delays=[0, 0, 1, 1], yield_after=None)  # mhm: 4 frames, 5 steps ahead
+    script = {0: ("BACKCHANNEL", "mhm"), 1: ("BACKCHANNEL", "yeah"), 7: ("BACKCHANNEL", "okay"),
+              8: ("TAKE_TURN", None), 9: ("TAKE_TURN", None), 10: ("BACKCHANNEL", "mhm")}
+    timeline = []
+    for frame in range(11):  # one step per frame
+        action, form = script.get(frame, ("SILENT", None))
+        d = Decision(frame, 0.08 * (frame + 1), action, 0.9, form=form)
+        fc.step(d)
+        timeline.append((d, fc.last_outcome))
+    lines = decision_lines(timeline, fc.stats)
+    assert [line.split("(", 1)[-1] for line in lines[:-1]] == [
+        "said)", "not said: another backchannel is still being spoken)", "not said: no spoken form for 'okay')",
+        "took the floor)", "the model holds the floor already)", "not said: the model holds the floor)"]
+    assert lines[-1] == ("4 BACKCHANNEL decision(s), said 1 (not said: {'dropped_busy': 1, 'dropped_unknown_form': 1, "
+                         "'dropped_model_floor': 1}); took the turn 1 time(s), yielded 0")

@@ -233,6 +233,18 @@ def test_security_headers(client):
         assert r.headers["cache-control"] == ("no-store" if path.startswith("/api/") else "no-cache")
     page = client.get("/rate").text
     assert "<script>" not in page and 'src="/static/rate.js"' in page  # no inline script under the CSP
+    # both pages: the one skeleton (head, style sheet, script) around their own content
+    for path, title, script, heading in (("/rate", "Backchannel timing study", "rate.js", "How well-timed"),
+                                         ("/admin", "Backchannel study results", "admin.js", "Study results")):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        page = r.text
+        assert page.startswith('<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">')
+        assert f"<title>{title}</title>" in page and '<link rel="stylesheet" href="/static/style.css">' in page
+        assert page.index("<main>") < page.index(heading) < page.index("</main>") < page.index(f'src="/static/{script}"')
+        assert "$" not in page and page.endswith("</body>\n</html>\n")
+    for fragment in ("page.html", "rate-main.html", "admin-main.html"):
+        assert client.get(f"/static/{fragment}").status_code == 404
 
 
 def test_admin_export_and_results(client, study):

@@ -26,7 +26,7 @@ from backchannel.rating.stimuli import (
     pause_gate_condition,
     pause_relative,
     random_condition,
-    read_onsets_jsonl,
+    study_onsets,
 )
 
 pyloudnorm = pytest.importorskip("pyloudnorm")
@@ -102,21 +102,21 @@ def test_floor_windows_hand_case():
         pytest.approx((0.0, 39.8)), pytest.approx((72.0, 99.8))]
 
 
-def test_read_onsets_jsonl(tmp_path):
+def test_study_onsets(tmp_path):
     p = tmp_path / "onsets.jsonl"
     p.write_text('{"corpus": "maptask", "dialogue": "q7ec1", "listener": "f", "onsets": [3.5, 1.25]}\n\n'
                  '{"corpus": "maptask", "dialogue": "q7ec1", "listener": "g", "onsets": [2.0], "types": ["surprise"]}\n'
                  '{"corpus": "maptask", "dialogue": "q7ec2", "listener": "f", "onsets": [1.0], "forms": ["uh-huh"]}\n')
-    got = read_onsets_jsonl(p)
+    got = study_onsets(p)
     assert got[("maptask", "q7ec1", "f")] == [Onset(1.25), Onset(3.5)]
     assert got[("maptask", "q7ec1", "g")] == [Onset(2.0, "oh", "surprise")]
     assert got[("maptask", "q7ec2", "f")] == [Onset(1.0, "uhhuh", "continuer")]
     p.write_text('{"corpus": "m", "dialogue": "d", "listener": "f", "onsets": [1.0]}\n{"corpus": "m", "onsets": [1]}\n')
     with pytest.raises(CorpusError, match=r"onsets.jsonl:2: bad onsets line.*listener|dialogue"):
-        read_onsets_jsonl(p)
+        study_onsets(p)
     p.write_text('{"corpus": "m", "dialogue": "d", "listener": "f", "onsets": [-1.0]}\n')
     with pytest.raises(CorpusError, match=r":1: onsets must be finite"):
-        read_onsets_jsonl(p)
+        study_onsets(p)
     with pytest.raises(ValueError, match="unknown backchannel type"):
         make_onset(1.0, bc_type="grunt")
 

@@ -53,10 +53,15 @@ def _variants(systems: dict, definition: str):
             yield name, variant, v
 
 
-def _variant_name(variant: str, v: dict) -> str:
+NOT_MATCHED = "NOT matched"  # a rate_matched variant whose dev rate lies outside the band (``dev.in_band`` False)
+
+
+def _variant_name(variant: str, v: dict, long: bool = False) -> str:
+    """The variant's name in a table: ``rate_matched`` says so when no dev setting met the rate band."""
     dev = v.get("dev") or {}
     if variant == "rate_matched" and dev.get("in_band") is False:
-        return "rate_matched (NOT matched: no dev setting in the band; nearest rate)"
+        return f"rate_matched ({NOT_MATCHED}: no dev setting in the band; nearest rate)" if long \
+            else f"rate_matched ({NOT_MATCHED})"
     return variant
 
 
@@ -74,7 +79,7 @@ def event_table(section: dict, margins: list[str], definition: str) -> list[str]
             ev, cad = v["events"], v["cadence"]
             f1s = [cell(ev[m]["f1"]) + (f" ± {cell(ev[m]['f1_std'])}" if "f1_std" in ev[m] else "") for m in margins]
             rows.append([name + (f" ({rep['rows']}/{rep['rows_total']} rows)" if "rows" in rep and
-                                 rep["rows"] < rep["rows_total"] else ""), _variant_name(variant, v),
+                                 rep["rows"] < rep["rows_total"] else ""), _variant_name(variant, v, long=True),
                          cell(ev[main]["precision"]), cell(ev[main]["recall"]), *f1s,
                          cell(cad["model"]["rate_per_minute"], 2), cell(cad["human"]["rate_per_minute"], 2),
                          cell(cad["rate_ratio"], 2)])
@@ -87,7 +92,7 @@ def policy_table(section: dict, definition: str) -> list[str]:
     for name, variant, v in _variants(section["systems"], definition):
         p = v["policy"]
         dev = v.get("dev") or {}
-        rows.append([name, variant, cell(p["on"]), p["smoothing"], cell(p["lead"], 2), cell(p["refractory"], 2),
+        rows.append([name, _variant_name(variant, v), cell(p["on"]), p["smoothing"], cell(p["lead"], 2), cell(p["refractory"], 2),
                      cell(p["take_turn"]) if p.get("take_turn") is not None else "–", cell(dev.get("f1")),
                      cell(dev.get("rate"), 2), cell(dev.get("human_rate"), 2)])
     return md_table(["system", "variant", "on", "smoothing (frames)", "lead (s)", "refractory (s)", "take-turn level",
@@ -126,7 +131,7 @@ def turn_tables(section: dict, definition: str) -> list[str]:
             if not t:
                 continue
             ev = t["events"].get("[-500,+500]", next(iter(t["events"].values())))
-            tt.append([name, variant, cell(v["policy"]["take_turn"]), v["policy"]["smoothing"], cell(ev["precision"]),
+            tt.append([name, _variant_name(variant, v), cell(v["policy"]["take_turn"]), v["policy"]["smoothing"], cell(ev["precision"]),
                        cell(ev["recall"]), cell(ev["f1"]), cell(t["rate_per_minute"], 2), cell(t["median_latency"]),
                        cell(t["coverage"]), cell(t["human_median_latency"]), cell(t["false_in_speech_per_minute"], 2)])
     out = []
@@ -191,7 +196,7 @@ def cadence_table(section: dict, definition: str) -> list[str]:
     for name, variant, v in _variants(section["systems"], definition):
         c = v["cadence"]
         m, h = c["model"], c["human"]
-        rows.append([name, variant, cell(m["rate_per_minute"], 2), cell(h["rate_per_minute"], 2), cell(c["rate_ratio"], 2),
+        rows.append([name, _variant_name(variant, v), cell(m["rate_per_minute"], 2), cell(h["rate_per_minute"], 2), cell(c["rate_ratio"], 2),
                      cell(m["median_offset"]), cell(h["median_offset"]), cell(c["offset_js_distance"]),
                      cell(m["share_in_overlap"]), cell(h["share_in_overlap"]), cell(m["median_inter_onset"], 2),
                      cell(h["median_inter_onset"], 2)])
@@ -219,7 +224,7 @@ def summary_lines(report: dict) -> list[str]:
                     continue
                 for variant, v in rep["definitions"][definition]["variants"].items():
                     ev = v["events"].get("[-500,+500]") or next(iter(v["events"].values()))
-                    parts.append(f"{name}/{variant} F1 {cell(ev['f1'])} (rate x{cell(v['cadence']['rate_ratio'], 2)})")
+                    parts.append(f"{name}/{_variant_name(variant, v)} F1 {cell(ev['f1'])} (rate x{cell(v['cadence']['rate_ratio'], 2)})")
             out.append(f"{corpus} ({definition}): " + "; ".join(parts))
     return out
 
@@ -237,7 +242,8 @@ def markdown(report: dict, plots: dict | None = None) -> str:
              ("All figures on the official TEST splits. Every system's onsets come from the one decision core "
               "(`Policy.run`, what the plugin runs); every policy setting is tuned on DEV only (event F1 at "
               f"{margin_label(tuple(s['tune_margin']))}; variant `rate_matched`: dev rate within "
-              f"{1 / s['rate_factor']:.2f}–{s['rate_factor']:.2f} of the human dev rate). Grid: trigger levels "
+              f"{1 / s['rate_factor']:.2f}–{s['rate_factor']:.2f} of the human dev rate; where no dev setting lies in "
+              f"that band the nearest rate is taken and the tables say `{NOT_MATCHED}`). Grid: trigger levels "
               f"{min(g['on'])}–{max(g['on'])}, smoothing {g['smoothing']} frames, leads {g['lead']} s, refractory "
               f"{g['refractory']} s. Random baseline: mean ± std over seeds {s['seeds']}. Rates are backchannels "
               "per listener-minute. Definitions: `isolated` backchannels (listener silent ≥ 1 s before and after, "
@@ -297,7 +303,7 @@ def _plt():
 def plot_offsets(human, systems: dict, path, title: str = "") -> Path:
     """Histograms (density, 0.1 s bins) of onset minus speaker's speech end: human filled, systems as lines."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     h = np.asarray(human, float)
     ax.hist(np.clip(h[~np.isnan(h)], OFFSET_BINS[0], OFFSET_BINS[-1]), bins=OFFSET_BINS, density=True,
             color="0.75", label=f"human (n={int(np.sum(~np.isnan(h)))})")
@@ -313,11 +319,11 @@ def plot_offsets(human, systems: dict, path, title: str = "") -> Path:
     ax.set_xticks(np.arange(lo, hi + 1e-9, 0.5))
     ax.set_xticklabels([f"≤{x:g}" if x == lo else f"≥{x:g}" if x == hi else f"{x:g}"
                         for x in np.arange(lo, hi + 1e-9, 0.5)])
-    ax.set_xlabel("backchannel onset − end of speaker's last speech (s); < 0: in overlap; the outer bins "
-                  "hold everything beyond them")
+    ax.set_xlabel("backchannel onset − end of speaker's last speech (s); < 0: in overlap\n"
+                  f"the outer bins (≤{lo:g}, ≥{hi:g}) hold everything beyond them")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside the data
     return _save(fig, path)
 
 
@@ -335,7 +341,7 @@ def plot_pr(curves: dict, points: dict, path, title: str = "") -> Path:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 
@@ -357,7 +363,7 @@ def plot_timeline(row: dict, probs: dict, onsets: dict, path, start: float | Non
     axes[0].fill_between(t, 0, np.asarray(row["va_speaker"])[f0:f1], step="post", color="tab:blue", alpha=0.6)
     axes[0].set_ylabel("speaker")
     axes[1].fill_between(t, 0, np.asarray(row["va_listener"])[f0:f1], step="post", color="tab:orange", alpha=0.6)
-    axes[1].set_ylabel("listener")
+    axes[1].set_ylabel("listener\n(backchannels\nleft out)")
     for ax in axes[:2]:
         ax.set_ylim(0, 1.1)
         for x in true[(true >= start) & (true < start + seconds)]:
@@ -367,7 +373,7 @@ def plot_timeline(row: dict, probs: dict, onsets: dict, path, start: float | Non
             axes[2].plot(t + FRAME_S, np.asarray(p)[f0:f1], lw=1, label=name, color=color[name])  # at frame ends
         axes[2].set_ylabel("p(backchannel)")
         axes[2].set_ylim(0, 1)
-        axes[2].legend(fontsize=8, loc="upper right")
+        axes[2].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0)  # beside the data
     ev = axes[-1]
     lanes = ["true"] + list(onsets)
     for k, name in enumerate(lanes):

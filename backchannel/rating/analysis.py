@@ -237,14 +237,16 @@ def plot(report: dict, path: str | Path) -> Path:
     ax1.set_xticks(range(len(conds)), conds)
     ax1.set_ylim(1, 5)
     ax1.set_ylabel("MOS (1-5), 95% CI")
-    ax1.legend()
+    ax1.set_title("Mean opinion score per condition", fontsize=10)
+    ax1.legend(loc="best")
     for c in conds:
         rates = [b["rate"] for b in report["bad_moments"] if b["condition"] == c]
         ax2.plot(range(len(BIN_LABELS)), rates, marker="o", label=c)
     ax2.set_xticks(range(len(BIN_LABELS)), BIN_LABELS, rotation=30, ha="right")
     ax2.set_xlabel("backchannel onset relative to the speaker's pause")
     ax2.set_ylabel("bad-moment rate")
-    ax2.legend()
+    ax2.set_title("Share of raters marking a backchannel bad, by its timing\n(no point: no backchannel in that bin)", fontsize=10)
+    ax2.legend(loc="best")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

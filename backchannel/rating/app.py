@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+import string
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from backchannel.evaluation.io import json_safe
@@ -42,7 +43,8 @@ MAX_BODY = 4096  # bytes; a rating or mark is well under 200
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")  # bind addresses that name no host a browser would send
 STATIC = Path(__file__).parent / "static"
-PAGES = {"/rate": "rate.html", "/admin": "admin.html"}
+PAGES = {"/rate": ("Backchannel timing study", "rate-main.html", "rate.js"),  # title, <main> content, script
+         "/admin": ("Backchannel study results", "admin-main.html", "admin.js")}
 ASSETS = {"rate.js": "text/javascript", "admin.js": "text/javascript", "style.css": "text/css"}
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -55,6 +57,14 @@ SECURITY_HEADERS = {
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
+
+
+def render_page(path: str) -> str:
+    """The HTML of page ``path`` (a key of ``PAGES``): the one skeleton ``static/page.html`` (head, style
+    sheet, script tag) around the page's own ``<main>`` content."""
+    title, main, script = PAGES[path]
+    skeleton = string.Template((STATIC / "page.html").read_text(encoding="utf-8"))
+    return skeleton.substitute(title=title, main=(STATIC / main).read_text(encoding="utf-8"), script=script)
 
 
 class SecurityHeaders:
@@ -167,7 +177,7 @@ class RatingApp:
 
     # -------------------------------------------------------------- endpoints
     async def page(self, request: Request) -> Response:
-        return FileResponse(STATIC / PAGES[request.url.path], media_type="text/html")
+        return HTMLResponse(render_page(request.url.path))
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["name"]

@@ -108,10 +108,10 @@ def load_dialogue(corpus: str, root, dialogue_id: str):
 
 
 def cmd_build(args) -> int:
-    from .stimuli import StudyInput, build_study, read_onsets_jsonl
+    from .stimuli import StudyInput, build_study, study_onsets
 
-    model = read_onsets_jsonl(args.model_onsets)
-    real = read_onsets_jsonl(args.real_onsets) if args.real_onsets else {}
+    model = study_onsets(args.model_onsets)
+    real = study_onsets(args.real_onsets) if args.real_onsets else {}
     wanted = set(args.dialogues.split(",")) if args.dialogues else None
     inputs, dialogues = [], {}
     for (corpus, dia, listener), onsets in sorted(model.items()):

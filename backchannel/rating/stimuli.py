@@ -157,10 +157,10 @@ def pause_relative(onset: float, speech) -> float:
 
 # ---------------------------------------------------------------- input
 
-def read_onsets_jsonl(path: str | Path) -> dict[tuple[str, str, str], list[Onset]]:
-    """Predicted onsets as JSON lines (``evaluation.io.read_onsets_jsonl``: ``{"corpus", "dialogue",
-    "listener", "onsets": [s, ...]}``, optionally with ``"forms"`` or ``"types"``), keyed by
-    (corpus, dialogue, listener)."""
+def study_onsets(path: str | Path) -> dict[tuple[str, str, str], list[Onset]]:
+    """An onsets file (read by the one reader, ``evaluation.io.read_onsets_jsonl``: ``{"corpus", "dialogue",
+    "listener", "onsets": [s, ...]}``, optionally with ``"forms"`` or ``"types"``) as the study's ``Onset``
+    lists, keyed by (corpus, dialogue, listener)."""
     from backchannel.evaluation.io import read_onsets_jsonl as read
 
     out = {}
