@@ -238,7 +238,8 @@ def decide_wav(listener: StreamingListener, path: str | Path, *, speaker_channel
     from the audio alone (no words). A mono file is the user speaking (the listener's own channel silent);
     in a multi-channel file ``speaker_channel`` is the user and ``listener_channel`` the listener itself (the
     bot; None: silent), as ``backchannel simulate`` writes them (0: speaker, 1: listener). The listener's
-    features take the file's sample rate; a last partial frame is dropped. One decision per frame."""
+    features take the file's sample rate; a last partial frame is dropped. A file is not live: the listener's
+    ``deadline_s`` does not apply while it is replayed (restored after). One decision per frame."""
     import soundfile
 
     try:
@@ -255,8 +256,12 @@ def decide_wav(listener: StreamingListener, path: str | Path, *, speaker_channel
         listener.features = listener.features.with_rate(rate)
     listener.reset()
     n = round(FRAME_S * rate)
-    return [listener.step(listener_pcm=own[i:i + n], speaker_pcm=speaker[i:i + n])
-            for i in range(0, len(speaker) - n + 1, n)]
+    deadline, listener.deadline_s = listener.deadline_s, math.inf
+    try:
+        return [listener.step(listener_pcm=own[i:i + n], speaker_pcm=speaker[i:i + n])
+                for i in range(0, len(speaker) - n + 1, n)]
+    finally:
+        listener.deadline_s = deadline
 
 
 def run_offline(listener: StreamingListener, frames: Mapping | Iterable[Mapping]) -> list[Decision]:

@@ -210,8 +210,10 @@ def test_decide_wav_frames_and_channels(work, tmp_path, one_torch_thread):
     voice = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)).astype(np.float32)
     sf.write(tmp_path / "mono.wav", voice, rate)
     sf.write(tmp_path / "stereo.wav", np.stack([voice, 0 * voice], axis=1), rate)
-    listener = load_listener(work["ckpt"], POLICY, deadline_s=NO_DEADLINE)
+    listener = load_listener(work["ckpt"], POLICY, deadline_s=1e-9)  # a deadline no frame can meet live
     got = decide_wav(listener, tmp_path / "mono.wav")
+    assert not any(d.fault for d in got) and listener.deadline_s == 1e-9  # a file replays without it; restored
+    listener.deadline_s = NO_DEADLINE
     assert len(got) == len(voice) // n == 31 and listener.features.sample_rate == rate  # the last 20 ms dropped
     assert [d.frame for d in got] == list(range(31)) and got[-1].time == pytest.approx(31 * FRAME_S)
     listener.reset()  # by hand: the user on the speaker side, the bot's channel silent

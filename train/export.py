@@ -116,8 +116,7 @@ def render_card(predictor, figures: dict | None, policy, policy_source: dict | N
     data = ModelCardData(
         license="other", license_name="cc-by-nc-sa-2.5" if nc else "see-model-card",
         license_link=LICENCES["maptask"]["link"] if nc else None, library_name="backchannel",
-        tags=["backchannel", "turn-taking", "full-duplex", "voice-agent", "streaming"], language=["en"],
-        pipeline_tag="voice-activity-detection")
+        tags=["backchannel", "turn-taking", "full-duplex", "voice-agent", "streaming"], language=["en"])
     tok = predictor.tokenizer
     n_params = sum(v.numel() for v in predictor.state_dict().values())
     head = meta.get("head_config") or {}
@@ -130,7 +129,7 @@ def render_card(predictor, figures: dict | None, policy, policy_source: dict | N
              "## Model", "",
              f"- Backbone: `{meta.get('backbone')}` (causal transformer over both parties' voice activity, prosody"
              f"{' and words' if cfg.get('use_text') else ''}): d_model {cfg.get('d_model')}, {cfg.get('n_layers')} "
-             f"layers, {cfg.get('n_heads')} heads, {cfg.get('window')}-frame attention window; frozen, pretrained "
+             f"layer(s), {cfg.get('n_heads')} heads, {cfg.get('window')}-frame attention window; frozen, pretrained "
              "with voice activity projection (VAP).",
              f"- Head: `{head.get('kind')}`, hidden {head.get('hidden')}, direct inputs {head.get('direct', False)}, "
              f"user-onset output {head.get('onset', False)}.",
@@ -151,9 +150,13 @@ def render_card(predictor, figures: dict | None, policy, policy_source: dict | N
                   "derivative of it: **for non-commercial research use only**, with attribution, and shared alike "
                   "under the same licence. The code of the `backchannel` package is Apache-2.0; that does not "
                   "extend to these weights."]
-    lines += ["", "Corpus fingerprints (of the prepared datasets): " + ", ".join(
-        f"{c} `{str((meta.get('manifests') or meta.get('backbone_manifests') or {}).get(c, {}).get('fingerprint'))[:16]}`"
-        for c in corpora) + "." if corpora else "", ""]
+    for what, key in (("Head trained on", "manifests"), ("Backbone pretrained on", "backbone_manifests")):
+        used = meta.get(key) or {}
+        if used:
+            lines += ["", f"{what}: " + ", ".join(f"{c} (prepared dataset fingerprint "
+                                                  f"`{str((used[c] or {}).get('fingerprint'))[:16]}`)"
+                                                  for c in sorted(used)) + "."]
+    lines.append("")
     lines += ["## Decision policy", ""]
     if policy is None:
         lines += ["No `policy.json`: `load_listener` uses `Policy()`, which was not tuned for this model.", ""]
@@ -189,9 +192,11 @@ def render_card(predictor, figures: dict | None, policy, policy_source: dict | N
               "backchannels or takes the turn, and telling a user's \"mhm\" from a barge-in, in English "
               "task-oriented or meeting talk, on a CPU beside the agent's own loop (one `step()` per 80 ms frame).", "",
               "## Limitations", "",
-              "- Trained and scored on transcripts' word timing of English corpora (Map Task: task-oriented "
-              "dialogue; MRDA: meetings), with no audio; on a VAD's voice activity from real audio its figures "
-              "differ (see the project's BENCHMARKS.md for the end-to-end measurement).",
+              "- Learned from the word timing of transcribed English corpora (Map Task: task-oriented dialogue; "
+              "MRDA: meetings; the corpora hold no audio), and the figures above are scored on that word-timing "
+              "voice activity; on a VAD's voice activity from real audio they differ (the project's BENCHMARKS.md "
+              "measures the shipped system end to end on rendered audio). The training settings are in "
+              "`config.json` (`backchannel.config`).",
               "- Backchannel timing is personal and cultural; the rates above are those corpora's speakers'.",
               "- It decides when, not what: the form comes from the policy's lists by predicted type.",
               "- Not for commercial use when trained on Map Task (licence above); not a safety component.", ""]
