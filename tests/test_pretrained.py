@@ -136,7 +136,7 @@ def _folder(work, tmp_path) -> Path:
 
 def test_bad_folders_get_clear_errors(work, tmp_path):
     out = _folder(work, tmp_path)
-    weights, config = out / "model.safetensors", out / "config.json"
+    weights = out / "model.safetensors"
     state = load_file(weights)
     state["head.action.weight"].view(-1)[3] = float("nan")
     save_file(state, weights)

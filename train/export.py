@@ -11,6 +11,7 @@ is written next to ``--out`` first and moved in only when it is at most ``--max-
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -99,7 +100,7 @@ def report_figures(report: dict, sha256s: set[str], corpus: str, variant: str,
 
 
 def _num(x, fmt: str = ".3f") -> str:
-    return "n/a" if not isinstance(x, (int, float)) or x != x else format(x, fmt)
+    return "n/a" if not isinstance(x, (int, float)) or math.isnan(x) else format(x, fmt)
 
 
 def render_card(predictor, figures: dict | None, policy, policy_source: dict | None, size_mb: float,

@@ -15,7 +15,6 @@ unpickled: the weights are safetensors, the rest JSON.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -78,9 +77,8 @@ def save_pretrained(meta: dict, state: dict, out_dir: str | Path, *, policy=None
     from (checkpoint path, sha256); ``extra``: more ``config.json`` entries (e.g. the policy's source).
     The state is checked as a checkpoint is before anything is written. Returns the files written."""
     import torch
-    from huggingface_hub import save_torch_state_dict
-
     from backchannel.corpora.dataset import code_version
+    from huggingface_hub import save_torch_state_dict
 
     out = Path(out_dir)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
