@@ -356,8 +356,7 @@ def _add_simulate(sub) -> None:
                    help="dialogue id (default: the test-split listener with the most backchannels)")
     p.add_argument("--listener", help="the listening speaker's id (default: the dialogue's most active "
                    "backchanneler)")
-    p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`) or model folder (`backchannel "
-                   "export`); default: random weights")
+    p.add_argument("--checkpoint", help="head checkpoint (`backchannel train head`); default: random weights")
     p.add_argument("--start", type=float, default=0.0, help="replay from this time (s)")
     p.add_argument("--seconds", type=float, help="replay this many seconds (default: to the end)")
     p.add_argument("--out", default="runs/simulations", help="output folder (default: runs/simulations)")
