@@ -19,14 +19,18 @@ import json
 import math
 from pathlib import Path
 
+from backchannel.frames import FRAME_S
+
 from .data import file_sha256
 from .modules import CheckpointError, check_checkpoint
 
 FORMAT = "backchannel.listener/1"
 CONFIG, WEIGHTS, POLICY, CARD = "config.json", "model.safetensors", "policy.json", "MODEL_CARD.md"
+
+
 def default_model_dir() -> Path:
-    """The package's default listener folder (``backchannel/default_listener``, package data); it may be
-    empty (no model exported into it yet: :func:`read_pretrained` then names the missing file)."""
+    """The package's default listener folder (``backchannel/default_listener``, package data); it may hold
+    no model yet (:func:`default_model` then names the missing file)."""
     import backchannel
 
     return Path(backchannel.__file__).resolve().parent / "default_listener"
@@ -85,7 +89,7 @@ def save_pretrained(meta: dict, state: dict, out_dir: str | Path, *, policy=None
     check_checkpoint({"backchannel": meta, "state_dict": state}, out / WEIGHTS, kind="head")
     out.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "model_type": "backchannel-listener", "library_name": "backchannel",
-              "frame_s": 0.08, "tokenizer": tokenizer_summary(meta), "code": code_version(),
+              "frame_s": FRAME_S, "tokenizer": tokenizer_summary(meta), "code": code_version(),
               "source": source or {},
               "training_data": {"head": meta.get("manifests") or {}, "backbone": meta.get("backbone_manifests") or {}},
               **(extra or {}), "backchannel": meta}
