@@ -4,6 +4,7 @@
     backchannel corpus stats CORPUS [--root PATH] [--out runs/stats/CORPUS]
     backchannel corpus inspect maptask [--dialogue q7ec1 --listener f] [--plot runs/timeline.png]
     backchannel corpus download maptask|mrda DEST
+    backchannel export CKPT --out DIR [--report report.json]
 """
 from __future__ import annotations
 
@@ -237,6 +238,7 @@ EPILOG = """then:
     backchannel train backbone|head --config NAME [LightningCLI overrides]
     backchannel evaluate [DATASET ...] [--checkpoint head.ckpt]
     backchannel simulate DATASET [--checkpoint head.ckpt | --random-weights]
+    backchannel export head.ckpt --out DIR [--report report.json]
     backchannel rating build|serve|raters|analyze
 
 Every command has its own --help."""
@@ -329,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_evaluate(sub)
     _add_simulate(sub)
+    _add_export(sub)
     try:  # the rater app's web stack is the optional [rating] extra
         from backchannel.rating.commands import register as register_rating
     except ImportError:
@@ -374,6 +377,26 @@ def _add_simulate(sub) -> None:
     p.add_argument("--sample-rate", type=int, default=16000, help="WAV sample rate, Hz")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the form choice")
     p.set_defaults(func=f"{SIMULATE}:cmd_simulate")
+
+
+def _add_export(sub) -> None:
+    text = ("write a head checkpoint as the model folder load_listener(PATH) reads: config.json, "
+            "model.safetensors, policy.json (the dev-tuned policy of --report) and MODEL_CARD.md")
+    p = sub.add_parser("export", help=text, description=text[0].upper() + text[1:] + ".")
+    p.add_argument("checkpoint", metavar="CKPT", help="head checkpoint (`backchannel train head`) or a model folder")
+    p.add_argument("--out", required=True, help="model folder to write (e.g. backchannel/default_listener, the "
+                   "package's default model)")
+    p.add_argument("--report", help="`backchannel evaluate` report.json of this checkpoint: the policy tuned on dev "
+                   "and the card's test figures (without it: no policy.json, no figures)")
+    p.add_argument("--corpus", default="maptask", help="corpus of the report whose dev-tuned policy ships "
+                   "(default maptask)")
+    p.add_argument("--variant", default="rate_matched", choices=("f1", "rate_matched"),
+                   help="tuned policy variant (default rate_matched)")
+    p.add_argument("--definition", help="backchannel definition of the policy (default: the report's first, isolated)")
+    p.add_argument("--bench", action="append", metavar="JSON",
+                   help="a benchmark result whose top-level numbers the card lists (repeatable)")
+    p.add_argument("--max-mb", type=float, default=10.0, help="refuse a folder larger than this (MB, default 10)")
+    p.set_defaults(func="backchannel.train.export:cmd_export")
 
 
 def _resolve(spec: str):

@@ -34,8 +34,9 @@ so sessions start and reset independently (``reset(i)``): a reset session's row 
 are untouched (bit-identical outputs, tested). A session whose features fail or whose outputs are
 non-finite is silenced alone; a failed or late batched call silences that frame in every session.
 
-:func:`load_listener` builds a listener from a head checkpoint (``backchannel train head``): its frozen
-backbone, its head and the text tokenizer it was trained with.
+:func:`load_listener` builds a listener from the package's default model, a model folder (``backchannel
+export``) or a head checkpoint (``backchannel train head``): its frozen backbone, its head, the text tokenizer it
+was trained with and, for a model folder, its dev-tuned policy. :func:`decide_wav` replays a WAV file through it.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ import numpy as np
 import torch
 from backchannel.corpora.events import ACTIONS
 
+from backchannel.frames import FRAME_S
 from backchannel.inputs import FrameInputs
 from backchannel.lexicon import BC_TYPES
 from backchannel.policy import Decision, Policy
@@ -227,22 +229,28 @@ class StreamingListener:
         return self._decide(probs[0], type_probs[0])
 
 
-def load_listener(checkpoint: str | Path, policy: Policy | None = None, **kw) -> StreamingListener:
-    """A :class:`StreamingListener` from a head checkpoint written by ``backchannel train head``.
+def load_listener(path: str | Path | None = None, policy: Policy | None = None, **kw) -> StreamingListener:
+    """A :class:`StreamingListener` from a model: with no ``path`` the package's default model
+    (``backchannel/default_listener``, package data); else a model folder (``backchannel export``:
+    config.json + model.safetensors) or a head checkpoint written by ``backchannel train head``.
 
     Loads it with ``train.predict.load_predictor`` (the frozen backbone and head evaluation uses, in eval
     mode) and feeds the text stream through the tokenizer the backbone was trained with. ``policy``: decision
-    settings (default ``Policy()``); ``kw`` go to :class:`StreamingListener` (``deadline_s``, ``logger``,
-    ``features``). A given ``features`` must encode words as the checkpoint's backbone does (same vocabulary
+    settings; default: a model folder's ``policy.json`` (the dev-tuned settings it ships with), else ``Policy()``
+    (a ``.ckpt`` holds none). ``kw`` go to :class:`StreamingListener` (``deadline_s``, ``logger``,
+    ``features``). A given ``features`` must encode words as the model's backbone does (same vocabulary
     size and words per frame); for audio at another rate use ``listener.features.with_rate(rate)``.
     ``listener.checkpoint`` describes what was loaded.
 
-    Raises ``train.modules.CheckpointError`` naming the file when it is missing, corrupt, not a backchannel
-    checkpoint, a backbone-only checkpoint, or its weights do not fit its config.
+    Raises ``train.modules.CheckpointError`` naming the file when it is missing (for the default model: this
+    install ships none yet), corrupt, not a backchannel model, a backbone-only checkpoint, or its weights do
+    not fit its config. Nothing is unpickled.
     """
     from backchannel.train.predict import load_predictor
+    from backchannel.train.pretrained import default_model
 
-    pred = load_predictor(checkpoint)
+    where = default_model() if path is None else path
+    pred = load_predictor(where)
     features = kw.pop("features", None)
     if features is None:
         features = StreamingFeatures(tokenizer=pred.tokenizer) if pred.tokenizer else StreamingFeatures()
@@ -250,11 +258,45 @@ def load_listener(checkpoint: str | Path, policy: Policy | None = None, **kw) ->
         want = (pred.tokenizer.vocab_size, pred.tokenizer.k)
         got = (features.tokenizer.vocab_size, features.tokenizer.k)
         if got != want:
-            raise ValueError(f"{checkpoint}: the backbone reads text as (vocab_size, words per frame) "
+            raise ValueError(f"{where}: the backbone reads text as (vocab_size, words per frame) "
                              f"{want}, the given features encode {got}")
+    if policy is None and pred.policy_settings is not None:
+        policy = Policy.from_dict(pred.policy_settings)
     listener = StreamingListener(pred.backbone, pred.head, policy, features=features, **kw)
     listener.checkpoint = pred.describe()
     return listener
+
+
+def decide_wav(listener: StreamingListener, path: str | Path, *, speaker_channel: int = 0,
+               listener_channel: int | None = 1) -> list[Decision]:
+    """Reset ``listener`` and decide every 80 ms frame of a WAV file (any ``soundfile`` format) as if live,
+    from the audio alone (no words). A mono file is the user speaking (the listener's own channel silent);
+    in a multi-channel file ``speaker_channel`` is the user and ``listener_channel`` the listener itself (the
+    bot; None: silent), as ``backchannel simulate`` writes them (0: speaker, 1: listener). The listener's
+    features take the file's sample rate; a last partial frame is dropped. A file is not live: the listener's
+    ``deadline_s`` does not apply while it is replayed (restored after). One decision per frame."""
+    import soundfile
+
+    try:
+        pcm, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError) as err:  # soundfile's LibsndfileError is a RuntimeError
+        raise ValueError(f"{path}: not a readable audio file: {err}") from None
+    channels = pcm.shape[1]
+    for name, ch in (("speaker_channel", speaker_channel), ("listener_channel", listener_channel)):
+        if ch is not None and channels > 1 and not 0 <= ch < channels:
+            raise ValueError(f"{path}: {name} {ch} but the file has {channels} channels")
+    speaker = pcm[:, speaker_channel if channels > 1 else 0]
+    own = pcm[:, listener_channel] if channels > 1 and listener_channel is not None else np.zeros_like(speaker)
+    if listener.features.sample_rate != rate:
+        listener.features = listener.features.with_rate(rate)
+    listener.reset()
+    n = round(FRAME_S * rate)
+    deadline, listener.deadline_s = listener.deadline_s, math.inf
+    try:
+        return [listener.step(listener_pcm=own[i:i + n], speaker_pcm=speaker[i:i + n])
+                for i in range(0, len(speaker) - n + 1, n)]
+    finally:
+        listener.deadline_s = deadline
 
 
 def run_offline(listener: StreamingListener, frames: Mapping | Iterable[Mapping]) -> list[Decision]:

@@ -82,6 +82,14 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     except Exception as err:
         raise CheckpointError(p, f"not a readable PyTorch checkpoint (truncated or corrupt?): "
                                  f"{type(err).__name__}: {err}") from err
+    return check_checkpoint(ckpt, p, kind)
+
+
+def check_checkpoint(ckpt, path: str | Path, kind: str | None = None) -> dict:
+    """The checks of :func:`load_checkpoint` on a checkpoint already read (a dict with a ``"backchannel"``
+    meta entry and a ``state_dict``; also what ``train.pretrained`` reads from a model folder). ``path``
+    names the source in the errors (:class:`CheckpointError`). Returns ``ckpt`` with ``"_path"`` set."""
+    p = path
     meta = ckpt.get("backchannel") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(p, f"not a backchannel checkpoint (no 'backchannel' entry of format "

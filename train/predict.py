@@ -1,6 +1,6 @@
 """Per-frame predictions of a trained head checkpoint: the API evaluation uses.
 
-    predictor = load_predictor("runs/head_timing/best.ckpt")
+    predictor = load_predictor("runs/head_timing/best.ckpt")   # or a model folder (backchannel export)
     out = predictor.predict_rows(dataset_rows)   # one dict per row, on the 80 ms clock
     out[0]["action_probs"]   # float32 [n, 3]  SILENT, BACKCHANNEL, TAKE_TURN
     out[0]["type_probs"]     # float32 [n, 5]  lexicon.BC_TYPES
@@ -42,8 +42,38 @@ class Predictor:
         self.backbone, self.vap, self.head = mods["extractor"], mods["vap"], mods["head"]
         cfg = self.meta.get("backbone_config") or {}
         self.tokenizer = tokenizer_for(cfg) if self.meta["backbone"] == "timing" else None
-        self.sha256 = file_sha256(self.path)
+        self.sha256 = checkpoint.get("_sha256") or file_sha256(self.path)
         self.threads = threads
+        #: a model folder's ``config.json`` and ``policy.json`` settings (None for a ``.ckpt``)
+        self.config, self.policy_settings = checkpoint.get("_config"), checkpoint.get("_policy")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, threads: int | None = None) -> Predictor:
+        """A model folder written by :meth:`save_pretrained` (or ``backchannel export``)."""
+        if not Path(path).is_dir():
+            raise CheckpointError(path, "not a folder: from_pretrained reads a model folder (config.json, "
+                                        "model.safetensors); load_predictor also reads a .ckpt")
+        return load_predictor(path, threads)
+
+    def state_dict(self) -> dict:
+        """The weights as a checkpoint stores them: ``backbone.*``, ``vap.*`` (with a VAP projection) and
+        ``head.*`` tensors."""
+        out = {}
+        for prefix, module in (("backbone", self.backbone), ("vap", self.vap), ("head", self.head)):
+            if module is not None:
+                out |= {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+        return out
+
+    def save_pretrained(self, out_dir: str | Path, policy=None, card: str | None = None,
+                        extra: dict | None = None) -> list[Path]:
+        """Write this model as a folder (``train.pretrained``: config.json, model.safetensors, and policy.json /
+        MODEL_CARD.md when given); :meth:`from_pretrained` loads it back with the same outputs. Returns the
+        files written."""
+        from .pretrained import save_pretrained
+
+        source = (self.config or {}).get("source") or {"checkpoint": self.path.name, "sha256": self.sha256}
+        return save_pretrained(self.meta, self.state_dict(), out_dir, policy=policy, card=card, source=source,
+                               extra=extra)
 
     @torch.inference_mode()
     def predict_row(self, row: Mapping) -> dict:
@@ -99,15 +129,23 @@ class Predictor:
         """What this predictor is: backbone name and config, head config, the run config, checkpoint
         path and sha256, training corpora (fingerprints) and the metrics stored at save time."""
         m = self.meta
-        return {"checkpoint": str(self.path), "checkpoint_sha256": self.sha256, "backbone": m["backbone"],
-                "backbone_config": m.get("backbone_config"), "backbone_sha256": m.get("backbone_hash"),
-                "head_config": m.get("head_config"), "config": m.get("config"), "corpora": m.get("manifests"),
-                "metrics": m.get("metrics"), "global_step": m.get("global_step")}
+        out = {"checkpoint": str(self.path), "checkpoint_sha256": self.sha256, "backbone": m["backbone"],
+               "backbone_config": m.get("backbone_config"), "backbone_sha256": m.get("backbone_hash"),
+               "head_config": m.get("head_config"), "config": m.get("config"), "corpora": m.get("manifests"),
+               "metrics": m.get("metrics"), "global_step": m.get("global_step")}
+        if self.config is not None:  # a model folder: where its weights came from
+            out["source"] = self.config.get("source")
+        return out
 
 
 def load_predictor(checkpoint_path: str | Path, threads: int | None = None) -> Predictor:
-    """Load a head checkpoint (``backchannel train head``) for prediction; raises ``CheckpointError``
-    naming the file when it is missing, corrupt, not a head checkpoint, or inconsistent."""
+    """Load a head checkpoint (``backchannel train head``) or a model folder (``backchannel export``,
+    ``train.pretrained``) for prediction; raises ``CheckpointError`` naming the file when it is missing,
+    corrupt, not a head checkpoint, or inconsistent."""
+    if Path(checkpoint_path).is_dir():
+        from .pretrained import read_pretrained
+
+        return Predictor(read_pretrained(checkpoint_path), checkpoint_path, threads)
     return Predictor(load_checkpoint(checkpoint_path, kind="head"), checkpoint_path, threads)
 
 

@@ -28,7 +28,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "dev only, both backchannel definitions (isolated, all) side by side.")
     p.add_argument("datasets", nargs="*", help="prepared dataset folders or corpus names resolved to "
                    "DATA/<name> (default: maptask mrda)")
-    p.add_argument("--checkpoint", help="timing-head checkpoint (without it the head is reported n/a)")
+    p.add_argument("--checkpoint", help="timing-head checkpoint, or a model folder of `backchannel export` "
+                   "(without it the head is reported n/a)")
     p.add_argument("--out", default="runs/eval", help="report folder (default runs/eval)")
     p.add_argument("--textgrid", metavar="DIALOGUE:LISTENER",
                    help="also write a Praat TextGrid of this test row with true and predicted backchannels")
