@@ -141,7 +141,8 @@ that action lies in the next 500 ms, else 0 (SILENT). Per row: the mined events 
 action = np.asarray(row["action"])
 print(f"{row['dialogue']} listener {row['listener']} (floor: {row['floor']}): {row['n_frames']} frames, "
       f"voice activity from {row['va_source']}, prosody frames stored: {len(row['prosody'])}")
-print("frames per action (SILENT, BACKCHANNEL, TAKE_TURN):", np.bincount(action, minlength=3).tolist())
+print("frames per action (SILENT, BACKCHANNEL, TAKE_TURN):", np.bincount(action[action >= 0], minlength=3).tolist(),
+      f"+ {int((action < 0).sum())} masked (-1: non-isolated candidates that start no turn)")
 for t, form, kind in list(zip(row["bc_onsets"], row["bc_forms"], row["bc_types"]))[:5]:
     f = time_to_frame(t)  # the frame holding the onset
     a = max(0, f - 7)
@@ -209,7 +210,7 @@ info = predictor.describe()
 print(f"best.ckpt (step {info['global_step']}): dev backchannel event F1 "
       f"{info['metrics']['dev/bc_event_f1']:.3f}; head {info['head_config']}")
 probs = predictor.predict_rows([dsd["test"][0]])[0]
-print("per-frame outputs of a test row:", {k: v.shape for k, v in probs.items()})"""),
+print("per-frame outputs of a test row:", {k: v.shape for k, v in probs.items() if v is not None})"""),
     nbf.v4.new_markdown_cell("""## 4. Evaluate against the baselines
 `evaluate` (the API behind `backchannel evaluate`) scores every system on the **test** split in one run:
 `random` (the true number of backchannels at random times), `pause_gate` (the voice-agent plugin rule),

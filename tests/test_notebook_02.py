@@ -86,7 +86,7 @@ def test_evaluation_report_and_plots(demo_run):
     report = json.loads((out / "eval" / "report.json").read_text())
     sec = report["corpora"]["demo"]
     assert {k: v["status"] for k, v in sec["systems"].items()} == {
-        "random": "ok", "pause_gate": "ok", "ward_tsukahara": "n/a: no audio", "logistic": "ok", "head": "ok"}
+        "random": "ok", "pause_gate": "ok", "ward_tsukahara": "n/a: no audio", "logistic": "ok", "gbt": "ok", "head": "ok"}
     assert sec["test"]["rows"] == 2 and sec["headline"] == "head"
     d = sec["definitions"][0]
     assert "evaluated in" in text and f"{sec['test']['backchannels'][d]['count']} true backchannels ({d}" in text
