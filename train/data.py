@@ -569,7 +569,7 @@ class HeadDataModule(L.LightningDataModule):
                                          h.seed, progress=h.progress, hangover=hangover, heard=heard)
                 self.cache_paths.append(ds.cache_files[0]["filename"])
                 rows = cached_rows(ds)
-                if h.heard_onsets and split == "train" and not heard:
+                if h.heard_onsets and not heard:
                     for r in rows:
                         r.onset = None  # no onset targets where the listener's backchannels are left out
                 out += rows

@@ -500,7 +500,7 @@ class HeadModule(L.LightningModule):
                                      margin=tuple(self.hparams.margin))
             self.log(f"dev/{corpus}/bc_event_f1", tuned.f1)
             f1s.append(tuned.f1)
-            if items[0][3] is not None:
+            if items[0][3] is not None and items[0][4] is not None:  # (no targets on unheard dev rows)
                 p, y = np.concatenate([x[3] for x in items]), np.concatenate([x[4] for x in items])
                 if len(np.unique(y[y >= 0])) == 2:
                     self.log(f"dev/{corpus}/onset_auc", roc_auc_score(y[y >= 0], p[y >= 0]))
