@@ -395,6 +395,9 @@ def _add_export(sub) -> None:
     p.add_argument("--definition", help="backchannel definition of the policy (default: the report's first, isolated)")
     p.add_argument("--bench", action="append", metavar="JSON",
                    help="a benchmark result whose top-level numbers the card lists (repeatable)")
+    p.add_argument("--transfer", action="append", metavar="REPORT",
+                   help="a leave-one-corpus-out report.json (`backchannel evaluate --train-on`) of this recipe whose "
+                        "cross-corpus figures the card lists (repeatable)")
     p.add_argument("--max-mb", type=float, default=10.0, help="refuse a folder larger than this (MB, default 10)")
     p.set_defaults(func="backchannel.train.export:cmd_export")
 

@@ -18,6 +18,15 @@ The ONE decision core (docs/design.md "Policy"): the plugin steps it frame by fr
    quiet or faulted. Refractory and cadence count decision frames.
 8. Form: the argmax type with forms (``lexicon.BC_TYPES``), a seeded uniform draw among its forms that
    avoids saying one form more than ``max_repeat`` times in a row.
+9. Rate calibration (``target_rate`` set; no labels needed): every level of :data:`CALIBRATION_LEVELS` runs
+   its own trigger (rule 2 at that level, re-armed below it in the ratio ``off / on``, no refractory), counted
+   over the last ``calibration_window`` s. After ``calibration_warmup`` s (``on`` until then) a frame's level is,
+   of the highest level crossing more than ``target_rate`` times per minute and the level above it, the one
+   whose rate is nearer the target in log ratio (the lowest level if none crosses more often), and the frame
+   crosses when that level's trigger crosses there. Each level's crossings are the
+   eligible moments it would have used; rules 3-8 apply to the crossings as before. The calibration belongs to
+   the deployment, not the session: :meth:`Policy.reset` and ``run(..., calibration=)`` carry it across
+   sessions, so the window spans conversations.
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +45,9 @@ from backchannel.frames import FRAME_S, frame_end
 from backchannel.lexicon import BC_TYPES
 
 _EPS = 1e-9  # seconds / tokens
+
+#: The trigger levels rate calibration chooses from (rule 9): 0.02, 0.04, ..., 0.98.
+CALIBRATION_LEVELS = np.round(np.arange(1, 50) * 0.02, 2)
 
 #: Default forms per type (what a TTS or pre-encoded audio bank says).
 DEFAULT_FORMS: dict[str, tuple[str, ...]] = {
@@ -55,7 +67,8 @@ class Decision:
     ``action``: ``"SILENT"``, ``"BACKCHANNEL"`` or ``"TAKE_TURN"``; ``probability``: the smoothed
     backchannel probability (what the trigger compares with ``on``); ``p_take_turn``: the smoothed
     take-turn probability; ``bc_type``/``form``: what to say (BACKCHANNEL only, else None);
-    ``fault``: why the runtime forced this frame SILENT (``"deadline"``, ``"model:ValueError"``...), else None.
+    ``fault``: why the runtime forced this frame SILENT (``"deadline"``, ``"model:ValueError"``...), else None;
+    ``threshold``: the trigger level ``on`` of this frame (the policy's ``on`` unless rate calibration moved it).
     """
 
     frame: int
@@ -66,6 +79,7 @@ class Decision:
     bc_type: str | None = None
     form: str | None = None
     fault: str | None = None
+    threshold: float | None = None
 
 
 @dataclass
@@ -76,7 +90,8 @@ class PolicyState:
     ``armed``: the trigger may fire; ``last_bc``: decision frame of the last emitted backchannel;
     ``budget``/``budget_t``: cadence tokens after frame ``budget_t`` (refilled lazily, see
     :meth:`Policy.budget`); ``recent``: the last ``max_repeat`` forms; ``pending``: decided backchannels
-    waiting for their lead, ``(frame to say, type, form)``.
+    waiting for their lead, ``(frame to say, type, form)``; ``calibration``: rule 9's per-level trigger state
+    (None without ``target_rate``).
     """
 
     sums: deque
@@ -88,6 +103,20 @@ class PolicyState:
     armed: bool = True
     last_bc: int | None = None
     budget_t: int = -1
+    calibration: Calibration | None = None
+
+
+@dataclass
+class Calibration:
+    """Rule 9's state, one listener deployment's (kept across sessions by :meth:`Policy.reset` and
+    ``Policy.run(..., calibration=)``): ``armed`` [K] per-level triggers, ``ring`` [W, K] their crossings in
+    the last ``W`` frames (row ``g % W`` holds frame ``g``), ``counts`` [K] the ring's column sums, ``seen``
+    the frames counted so far (all sessions)."""
+
+    armed: np.ndarray
+    ring: np.ndarray
+    counts: np.ndarray
+    seen: int = 0
 
 
 @dataclass
@@ -96,7 +125,7 @@ class Run:
 
     ``action`` int8 ``[n]`` (``events.ACTIONS`` indices); ``p_backchannel``/``p_take_turn`` float64 ``[n]``
     (smoothed); ``said``: frame -> ``(bc_type, form)`` of each backchannel said; ``faults``: per-frame
-    reasons or None.
+    reasons or None; ``threshold`` float64 ``[n]``: each frame's trigger level ``on`` (rule 9), or None.
     """
 
     action: np.ndarray
@@ -104,6 +133,7 @@ class Run:
     p_take_turn: np.ndarray
     said: dict[int, tuple[str, str]]
     faults: list | None = None
+    threshold: np.ndarray | None = None
 
     @property
     def backchannel_frames(self) -> np.ndarray:
@@ -131,7 +161,8 @@ class Run:
             bc_type, form = self.said.get(t, (None, None))
             out.append(Decision(frame=t, time=float(frame_end(t)), action=ACTIONS[int(self.action[t])],
                                 probability=float(self.p_backchannel[t]), p_take_turn=float(self.p_take_turn[t]),
-                                bc_type=bc_type, form=form, fault=None if self.faults is None else self.faults[t]))
+                                bc_type=bc_type, form=form, fault=None if self.faults is None else self.faults[t],
+                                threshold=None if self.threshold is None else float(self.threshold[t])))
         return out
 
 
@@ -140,7 +171,9 @@ class Policy:
     """Decision settings (see the module docstring). Thresholds are probabilities in [0, 1];
     ``smoothing`` in frames; ``refractory`` in seconds; ``cadence`` in backchannels per minute
     (None: unlimited); ``burst`` in backchannels; ``take_turn`` None never takes the turn; ``lead``
-    in seconds, a multiple of 0.08 (delay between deciding and speaking)."""
+    in seconds, a multiple of 0.08 (delay between deciding and speaking); ``target_rate`` in backchannels
+    per listener-minute (rule 9; None: the level stays ``on``), ``calibration_window`` and
+    ``calibration_warmup`` in seconds."""
 
     on: float = 0.5
     off: float | None = None
@@ -153,6 +186,9 @@ class Policy:
     max_repeat: int = 2
     seed: int = 0
     lead: float = 0.0
+    target_rate: float | None = None
+    calibration_window: float = 1800.0
+    calibration_warmup: float = 60.0
 
     def __post_init__(self):
         if self.off is None:
@@ -181,7 +217,15 @@ class Policy:
         frames = self.lead / FRAME_S
         if self.lead < 0 or abs(frames - round(frames)) > 1e-6:
             raise ValueError(f"policy: lead must be a whole number of {FRAME_S} s frames >= 0, got {self.lead} s")
-        self.lead_frames = int(round(frames))
+        self.lead_frames = round(frames)
+        if self.target_rate is not None and not (math.isfinite(self.target_rate) and self.target_rate > 0):
+            raise ValueError(f"policy: target_rate must be > 0 backchannels/min or None, got {self.target_rate}")
+        if not (math.isfinite(self.calibration_window) and self.calibration_window >= FRAME_S):
+            raise ValueError(f"policy: calibration_window must be >= {FRAME_S} s, got {self.calibration_window}")
+        if not (math.isfinite(self.calibration_warmup) and self.calibration_warmup >= 0):
+            raise ValueError(f"policy: calibration_warmup must be >= 0 s, got {self.calibration_warmup}")
+        self.window_frames = max(1, round(self.calibration_window / FRAME_S))
+        self.warmup_frames = round(self.calibration_warmup / FRAME_S)
 
     # ------------------------------------------------------------------ settings
     def to_dict(self) -> dict:
@@ -236,6 +280,50 @@ class Policy:
         state.last_bc = t
         return True
 
+    def _levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rule 9's per-level ``(on, off)`` [K]: each level's re-arming level in the policy's ratio ``off / on``."""
+        return CALIBRATION_LEVELS, CALIBRATION_LEVELS * (self.off / self.on if self.on > 0 else 1.0)
+
+    def _level_index(self, counts, t, window: int | None = None) -> np.ndarray:
+        """Rule 9: the index into :data:`CALIBRATION_LEVELS` of the level frames ``t`` (calibration frame
+        counts, ints ``[m]``) use, from the levels' crossing ``counts`` ``[m, K]`` in the ``window`` frames
+        (default ``calibration_window``) before them; -1 during the warm-up."""
+        t = np.asarray(t, dtype=np.int64)
+        window = self.window_frames if window is None else window
+        elapsed = np.maximum(np.minimum(t, window), 1).astype(np.float64) * FRAME_S  # seconds counted
+        rate = np.asarray(counts, dtype=np.float64) * 60.0 / elapsed[:, None]  # crossings per minute [m, K]
+        over = rate > self.target_rate
+        top = len(CALIBRATION_LEVELS) - 1
+        hi = np.where(over.any(axis=1), top - over[:, ::-1].argmax(axis=1), -1)  # the highest level over the target
+        lo = np.minimum(hi + 1, top)  # the level above it: at or under the target (or the top level)
+        rows = np.arange(len(t))
+        with np.errstate(divide="ignore"):  # a level that never crossed is infinitely far below in log rate
+            above = np.log(rate[rows, np.maximum(hi, 0)] / self.target_rate)
+            below = np.log(self.target_rate / rate[rows, lo])
+        k = np.where((hi >= 0) & (hi != lo) & (above < below), hi, lo)
+        return np.where(t < max(self.warmup_frames, 1), -1, k)
+
+    def calibrated(self, target_rate: float, probs_list=None, **settings) -> Policy:
+        """This policy with rule 9 at ``target_rate`` backchannels per listener-minute (``settings``: more
+        overrides, e.g. ``calibration_window``). With ``probs_list`` (sessions' action probabilities ``[n, 3]``,
+        no labels needed: e.g. the dev split it was tuned on) the warm-up level ``on`` is the level rule 9
+        picks on them pooled, ``off`` kept in ratio; without, ``on`` stays."""
+        policy = replace(self, target_rate=float(target_rate), **settings)
+        if not probs_list:
+            return policy
+        lv_on, lv_off = policy._levels()
+        counts = np.zeros(len(lv_on), dtype=np.int64)
+        frames = 0
+        for probs in probs_list:
+            p = np.asarray(probs, dtype=np.float64)
+            p = np.where(np.isnan(p).any(axis=1, keepdims=True), (1.0, 0.0, 0.0), p)
+            smooth = policy.smooth(p)[:, BACKCHANNEL]
+            counts += [len(policy.crossings(smooth, a, b)) for a, b in zip(lv_on, lv_off)]
+            frames += len(p)
+        k = int(policy._level_index(counts[None, :], [max(frames, policy.warmup_frames, 1)],
+                                    window=max(frames, 1))[0])
+        return replace(policy, on=float(lv_on[k]), off=float(lv_off[k]))
+
     def choose_form(self, state: PolicyState, type_probs) -> tuple[str, str]:
         """``(bc_type, form)`` for a backchannel (rule 8); updates ``state.recent``."""
         tp = None if type_probs is None else np.asarray(type_probs, dtype=np.float64).reshape(-1)
@@ -256,20 +344,35 @@ class Policy:
         return bc_type, form
 
     # ------------------------------------------------------------------ streaming
-    def new_state(self) -> PolicyState:
-        """A fresh state for one session."""
+    def new_calibration(self) -> Calibration | None:
+        """A fresh rule 9 state (None without ``target_rate``)."""
+        if self.target_rate is None:
+            return None
+        k = len(CALIBRATION_LEVELS)
+        return Calibration(armed=np.ones(k, dtype=bool), ring=np.zeros((self.window_frames, k), np.int8),
+                           counts=np.zeros(k, dtype=np.int64))
+
+    def new_state(self, calibration: Calibration | None = None) -> PolicyState:
+        """A fresh state for one session; ``calibration``: rule 9's state to carry on with (its counts go on, its
+        level triggers re-arm; default, or one of another window length: fresh)."""
+        fits = calibration is not None and calibration.ring.shape == (self.window_frames, len(CALIBRATION_LEVELS))
+        calibration = calibration if self.target_rate is not None and fits else self.new_calibration()
+        if calibration is not None:  # the window's counts carry on; each level's trigger re-arms, as rule 2's does
+            calibration.armed[:] = True
         return PolicyState(sums=deque([(0.0, 0.0, 0.0)], maxlen=self.smoothing + 1), budget=float(self.burst),
-                           recent=deque(maxlen=self.max_repeat), rng=random.Random(self.seed), pending=deque())
+                           recent=deque(maxlen=self.max_repeat), rng=random.Random(self.seed), pending=deque(),
+                           calibration=calibration)
 
     def init_state(self, batch: int = 1) -> list[PolicyState]:
         """Fresh states for ``batch`` sessions (the streaming protocol: ``init_state``/``step``/``reset``)."""
         return [self.new_state() for _ in range(batch)]
 
     def reset(self, states: list[PolicyState], mask) -> None:
-        """Fresh states for the sessions where ``mask`` is true; the others are untouched."""
+        """Fresh states for the sessions where ``mask`` is true (their rate calibration carries on: it is the
+        deployment's, not the session's); the others are untouched."""
         for i, m in enumerate(np.asarray(mask, dtype=bool).reshape(-1)):
             if m:
-                states[i] = self.new_state()
+                states[i] = self.new_state(states[i].calibration)
 
     def step(self, states: list[PolicyState], probs, type_probs=None, *, quiet=None, faults=None) -> list[Decision]:
         """One frame for every session: ``probs`` ``[B, 3]`` (a row None: the model produced nothing),
@@ -298,6 +401,18 @@ class Policy:
             state.armed = False
         if p_bc < self.off:
             state.armed = True
+        on, cal = self.on, state.calibration
+        if cal is not None:  # rule 9: this frame's level from the window before it; every level's own trigger
+            k = int(self._level_index(cal.counts[None, :], [cal.seen])[0])
+            lv_on, lv_off = self._levels()
+            fired = cal.armed & (p_bc >= lv_on)
+            cal.armed = (cal.armed & ~fired) | (p_bc < lv_off)
+            slot = cal.seen % self.window_frames
+            cal.counts += fired.astype(np.int64) - cal.ring[slot]
+            cal.ring[slot] = fired
+            cal.seen += 1
+            if k >= 0:
+                crossing, on = bool(fired[k]), float(CALIBRATION_LEVELS[k])
         if crossing and self._emit(state, t, blocked):
             state.pending.append((t + self.lead_frames, *self.choose_form(state, type_probs)))
         state.t += 1
@@ -311,7 +426,7 @@ class Policy:
         else:
             action = SILENT
         return Decision(frame=t, time=float(frame_end(t)), action=ACTIONS[action], probability=p_bc,
-                        p_take_turn=p_tt, bc_type=bc_type, form=form, fault=fault)
+                        p_take_turn=p_tt, bc_type=bc_type, form=form, fault=fault, threshold=on)
 
     # ------------------------------------------------------------------ whole sequence
     def smooth(self, probs) -> np.ndarray:
@@ -327,18 +442,61 @@ class Policy:
         count = (t + 1 - lo).reshape((-1,) + (1,) * (x.ndim - 1))
         return (c[t + 1] - c[lo]) / count
 
-    def crossings(self, p_bc) -> np.ndarray:
-        """Frames where the armed trigger crosses ``on`` (rule 2), from smoothed backchannel probabilities."""
+    def crossings(self, p_bc, on=None, off=None) -> np.ndarray:
+        """Frames where the armed trigger crosses ``on`` (rule 2), from smoothed backchannel probabilities;
+        ``on``/``off``: per-frame levels ``[n]`` (default the policy's)."""
         p = np.asarray(p_bc, dtype=np.float64)
-        events = np.flatnonzero((p < self.off) | (p >= self.on))  # frames that arm or may fire
-        fires = p[events] >= self.on
+        on = self.on if on is None else on
+        off = self.off if off is None else off
+        arm_or_fire = (p < off) | (p >= on)  # frames that arm or may fire
+        events = np.flatnonzero(arm_or_fire)
+        fires = (p >= on)[events]
         first = fires & ~np.concatenate([[False], fires[:-1]])  # armed: no fire since the last arming frame
         return events[first]
 
-    def run(self, probs, type_probs=None, *, quiet=None, faults=None) -> Run:
+    def trigger(self, p_bc, calibration: Calibration | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rules 2 and 9 over a whole sequence of smoothed backchannel probabilities: ``(crossing frames,
+        per-frame trigger level [n])``. ``calibration``: rule 9's state to start from, updated in place to where
+        the sequence leaves it (default a fresh one, discarded)."""
+        p = np.asarray(p_bc, dtype=np.float64)
+        n = len(p)
+        if self.target_rate is None:
+            return self.crossings(p), np.full(n, float(self.on))
+        cal = calibration if calibration is not None else self.new_calibration()
+        w, lv_on, lv_off = self.window_frames, *self._levels()
+        fired = np.zeros((n, len(lv_on)), dtype=np.int8)  # each level's own trigger, from its carried armed state
+        armed_end = cal.armed.copy()
+        for k in range(len(lv_on)):
+            frames = self.crossings(p, lv_on[k], lv_off[k])
+            if not cal.armed[k] and len(frames):  # not armed: nothing fires before the first frame below off
+                below = np.flatnonzero(p < lv_off[k])
+                frames = frames[frames > below[0]] if len(below) else frames[:0]
+            fired[frames, k] = 1
+            if len(frames):
+                later = np.flatnonzero(p[frames[-1]:] < lv_off[k])
+                armed_end[k] = bool(len(later))
+            elif not cal.armed[k]:
+                armed_end[k] = bool((p < lv_off[k]).any())
+        past = np.roll(cal.ring, -(cal.seen % w), axis=0)  # the window before this sequence, oldest first
+        every = np.concatenate([past, fired])
+        c = np.concatenate([np.zeros((1, len(lv_on)), np.int64), np.cumsum(every, axis=0, dtype=np.int64)])
+        t = np.arange(n)
+        k = self._level_index(c[w + t] - c[t], cal.seen + t)
+        warm = k < 0
+        cross = np.zeros(n, dtype=bool)
+        cross[self.crossings(p)] = True
+        cross = np.where(warm, cross, fired[t, np.maximum(k, 0)] > 0)
+        cal.seen += n
+        cal.ring = np.roll(every[-w:], cal.seen % w, axis=0)
+        cal.counts = cal.ring.sum(axis=0, dtype=np.int64)
+        cal.armed = armed_end
+        return np.flatnonzero(cross), np.where(warm, float(self.on), CALIBRATION_LEVELS[np.maximum(k, 0)])
+
+    def run(self, probs, type_probs=None, *, quiet=None, faults=None, calibration: Calibration | None = None) -> Run:
         """Decide every frame of one session at once: exactly :meth:`decide` stepped over the frames from a
-        fresh state. ``probs`` ``[n, 3]`` (a NaN row: the model produced nothing, certain silence),
-        ``type_probs`` ``[n, 5]`` or None, ``quiet`` ``[n]`` bools, ``faults`` ``[n]`` reasons or None."""
+        fresh state (``new_state(calibration)``). ``probs`` ``[n, 3]`` (a NaN row: the model produced nothing,
+        certain silence), ``type_probs`` ``[n, 5]`` or None, ``quiet`` ``[n]`` bools, ``faults`` ``[n]`` reasons
+        or None; ``calibration``: rule 9's state carried from earlier sessions, updated in place."""
         p = np.asarray(probs, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] != len(ACTIONS):
             raise ValueError(f"policy: probs must be [n_frames, {len(ACTIONS)}] (SILENT, BACKCHANNEL, TAKE_TURN), "
@@ -359,9 +517,10 @@ class Policy:
             blocked |= np.array([f is not None for f in faults], dtype=bool)
         s = self.smooth(p)
         p_bc, p_tt = s[:, BACKCHANNEL], s[:, TAKE_TURN]
-        state = self.new_state()
+        state = self.new_state(calibration)
         said: dict[int, tuple[str, str]] = {}
-        for t in self.crossings(p_bc).tolist():
+        frames, on = self.trigger(p_bc, calibration)
+        for t in frames.tolist():
             if self._emit(state, t, bool(blocked[t])):
                 chosen = self.choose_form(state, None if type_probs is None else type_probs[t])
                 due = t + self.lead_frames
@@ -371,7 +530,7 @@ class Policy:
         if self.take_turn is not None:
             action[(p_tt >= self.take_turn) & ~blocked] = TAKE_TURN
         action[list(said)] = BACKCHANNEL
-        return Run(action, p_bc, p_tt, said, None if faults is None else list(faults))
+        return Run(action, p_bc, p_tt, said, None if faults is None else list(faults), on)
 
 
 def _probs_row(probs) -> tuple[float, float, float]:

@@ -134,11 +134,13 @@ class StreamingListener:
         return self._faults.counts
 
     def reset(self) -> None:
-        """New feature, backbone, head and policy state (``faults`` counts are kept)."""
+        """New feature, backbone, head and policy state (``faults`` counts and the policy's rate calibration,
+        the deployment's, are kept)."""
         self.feature_state = self.features.init_state(1)
         self.backbone_state = self.backbone.init_state(1) if self.backbone is not None else None
         self.head_state = self.head.init_state(1)
-        self.policy_state = self.policy.init_state(1)[0]
+        old = getattr(self, "policy_state", None)
+        self.policy_state = self.policy.new_state(old.calibration if old is not None else None)
 
     @property
     def t(self) -> int:
@@ -229,7 +231,8 @@ class StreamingListener:
         return self._decide(probs[0], type_probs[0])
 
 
-def load_listener(path: str | Path | None = None, policy: Policy | None = None, **kw) -> StreamingListener:
+def load_listener(path: str | Path | None = None, policy: Policy | None = None, *, target_rate: float | None = None,
+                  **kw) -> StreamingListener:
     """A :class:`StreamingListener` from a model: with no ``path`` the package's default model
     (``backchannel/default_listener``, package data); else a model folder (``backchannel export``:
     config.json + model.safetensors) or a head checkpoint written by ``backchannel train head``.
@@ -237,7 +240,9 @@ def load_listener(path: str | Path | None = None, policy: Policy | None = None, 
     Loads it with ``train.predict.load_predictor`` (the frozen backbone and head evaluation uses, in eval
     mode) and feeds the text stream through the tokenizer the backbone was trained with. ``policy``: decision
     settings; default: a model folder's ``policy.json`` (the dev-tuned settings it ships with), else ``Policy()``
-    (a ``.ckpt`` holds none). ``kw`` go to :class:`StreamingListener` (``deadline_s``, ``logger``,
+    (a ``.ckpt`` holds none). ``target_rate``: backchannels per listener-minute to calibrate that policy to
+    online (``Policy.calibrated``, rule 9: no labels; the calibration carries across ``reset()``, one deployment);
+    state your domain's rate, e.g. Map Task's ~1.5, MRDA meetings' ~0.5 isolated backchannels a minute. ``kw`` go to :class:`StreamingListener` (``deadline_s``, ``logger``,
     ``features``). A given ``features`` must encode words as the model's backbone does (same vocabulary
     size and words per frame); for audio at another rate use ``listener.features.with_rate(rate)``.
     ``listener.checkpoint`` describes what was loaded.
@@ -262,6 +267,8 @@ def load_listener(path: str | Path | None = None, policy: Policy | None = None, 
                              f"{want}, the given features encode {got}")
     if policy is None and pred.policy_settings is not None:
         policy = Policy.from_dict(pred.policy_settings)
+    if target_rate is not None:
+        policy = (policy or Policy()).calibrated(target_rate)
     listener = StreamingListener(pred.backbone, pred.head, policy, features=features, **kw)
     listener.checkpoint = pred.describe()
     return listener

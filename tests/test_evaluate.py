@@ -434,3 +434,80 @@ def test_cli_register_and_run(demo_dataset, tmp_path, capsys):
     args = parser.parse_args(["evaluate", str(tmp_path / "missing"), "--out", str(tmp_path / "ev2")])
     assert args.func(args) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Leave-one-corpus-out
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def second_demo(tmp_path_factory):
+    from backchannel.corpora.dataset import build_dataset
+    from backchannel.corpora.demo import make_demo_corpus
+    from backchannel.corpora.recipes import load_corpus
+
+    root = tmp_path_factory.mktemp("demo2")
+    make_demo_corpus(root, seed=1)
+    build_dataset(load_corpus("demo", root), root / "ds", corpus="other", progress=False,
+                  label_settings={"bc_definition": "all"})
+    return root / "ds"
+
+
+class Trained(Perfect):
+    """Perfect, with the training record a checkpoint carries."""
+
+    def __init__(self, head, backbone):
+        self.meta = {"manifests": {c: {} for c in head}, "backbone_manifests": {c: {} for c in backbone}}
+
+
+def test_transfer_tunes_on_the_source_and_scores_the_target(demo_dataset, second_demo, tmp_path):
+    from backchannel.corpora.dataset import load_prepared
+
+    settings = EvalSettings(grid=PolicyGrid(smoothing=(1,)), seeds=(0,))
+    report = evaluate([second_demo], Trained(["demo"], ["demo", "other"]), tmp_path, settings=settings,
+                      systems=["pause_gate", "logistic", "head"], progress=False, train_on=demo_dataset, plots=False)
+    assert list(report["corpora"]) == ["demo-to-other"] and report["train_on"]["corpus"] == "demo"
+    sec = report["corpora"]["demo-to-other"]
+    src, tgt = load_prepared(demo_dataset)[0], load_prepared(second_demo)[0]
+    assert sec["dev"]["rows"] == len(src["dev"]) and sec["test"]["rows"] == len(tgt["test"])
+    assert sec["dev"]["backchannels"]["all"]["count"] == sum(len(x) for x in src["dev"]["bc_onsets"])
+    assert sec["test"]["backchannels"]["all"]["count"] == sum(len(x) for x in tgt["test"]["bc_onsets"])
+    tr = sec["transfer"]
+    assert tr["head_corpora"] == ["demo"] and "other's train split" in tr["note"]
+    # the stated rate: the target's TRAIN split, per listener-minute
+    train = tgt["train"]
+    rate = sum(len(x) for x in train["bc_onsets"]) / (sum(train["n_frames"]) * FRAME_S / 60)
+    assert tr["target_train_rates"]["all"] == pytest.approx(rate)
+    head = variants(sec, "head", "all")
+    assert head["calibrated_stated"]["target_rate"] == pytest.approx(rate)
+    dev_rate = sum(len(x) for x in src["dev"]["bc_onsets"]) / (sum(src["dev"]["n_frames"]) * FRAME_S / 60)
+    assert head["calibrated"]["target_rate"] == pytest.approx(dev_rate)
+    # the f1 policy at the dev rate; its warm-up level is rule 9's on dev: a perfect predictor crosses every level
+    # exactly as often as the human backchannels, none more often than the rate, so the lowest level
+    assert head["calibrated"]["policy"] == head["f1"]["policy"] | {"target_rate": pytest.approx(dev_rate),
+                                                                   "on": 0.02, "off": 0.02}
+    assert head["f1"]["events"]["[-500,+500]"]["f1"] == 1.0  # Perfect on the target too
+    assert (tmp_path / "onsets" / "demo-to-other-head.jsonl").is_file()
+    assert "Leave-one-corpus-out" in (tmp_path / "report.md").read_text()
+
+
+def test_transfer_refuses_a_head_trained_on_the_target(demo_dataset, second_demo, tmp_path):
+    with pytest.raises(ValueError, match="trained on other labels"):
+        evaluate([second_demo], Trained(["demo", "other"], []), tmp_path, systems=["head"], progress=False,
+                 train_on=demo_dataset, plots=False)
+    with pytest.raises(ValueError, match="the same corpus"):
+        evaluate([demo_dataset], None, tmp_path, systems=["pause_gate"], progress=False, train_on=demo_dataset)
+
+
+def test_transfer_cli_flags(demo_dataset, second_demo, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", "--test-on", str(second_demo), "--out", str(tmp_path / "a")])
+    assert args.func(args) == 2 and "--test-on needs --train-on" in capsys.readouterr().err
+    args = parser.parse_args(["evaluate", "--train-on", str(demo_dataset), "--test-on", str(second_demo),
+                              "--systems", "pause_gate", "--seeds", "1", "--target-rate", "-1",
+                              "--out", str(tmp_path / "b")])
+    assert args.func(args) == 2 and "--target-rate must be > 0" in capsys.readouterr().err
+    args = parser.parse_args(["evaluate", "--train-on", str(demo_dataset), "--test-on", str(second_demo),
+                              "--systems", "pause_gate", "--seeds", "1", "--out", str(tmp_path / "c")])
+    assert args.func(args) == 0
+    assert list(json.loads((tmp_path / "c" / "report.json").read_text())["corpora"]) == ["demo-to-other"]

@@ -194,3 +194,20 @@ def test_evaluation_onsets_equal_streaming_replays_on_real_maptask(work, corpora
         np.testing.assert_array_equal(tt, ext["take_turn_onsets"][i])
         said, taken = said + len(bc), taken + len(tt)
     assert said > 0 and taken > 0  # both kinds of decision were compared
+
+
+def test_a_calibrated_listener_keeps_its_calibration_across_sessions(work):
+    rows = load_prepared(work["data"])[0]["test"]
+    row = crop(dict(rows[0]), 120)
+    base = Policy(on=0.3, smoothing=2, refractory=0.4, take_turn=None)
+    listener = load_listener(work["head"], base, target_rate=6.0, deadline_s=NO_DEADLINE)
+    assert listener.policy.target_rate == 6.0 and listener.policy.on == base.on  # no sessions: warm-up at `on`
+    run_offline(listener, row)
+    cal = listener.policy_state.calibration
+    assert cal.seen == 120
+    run_offline(listener, row)  # a new session (reset): the same deployment's calibration goes on counting
+    assert listener.policy_state.calibration is cal and cal.seen == 240
+    listener.policy = Policy(on=0.3, target_rate=6.0, calibration_window=60.0)  # another window: a fresh one
+    listener.reset()
+    assert listener.policy_state.calibration.seen == 0
+    assert load_listener(work["head"], base).policy_state.calibration is None

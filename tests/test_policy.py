@@ -3,7 +3,6 @@ hysteresis, smoothing, refractory, quiet, take-turn, cadence budget and form var
 from __future__ import annotations
 
 import itertools
-
 import json
 
 import numpy as np
@@ -117,7 +116,7 @@ def test_take_turn_onsets_are_the_first_frame_of_each_run():
 
 def test_decision_fields_and_time():
     d = run(Policy(on=0.5, take_turn=None), bc_probs([0.1, 0.9]), type_probs=[[0, 0, 1, 0, 0]] * 2)
-    assert d[0] == Decision(frame=0, time=0.08, action="SILENT", probability=0.1, p_take_turn=0.0)
+    assert d[0] == Decision(frame=0, time=0.08, action="SILENT", probability=0.1, p_take_turn=0.0, threshold=0.5)
     assert (d[1].frame, d[1].time, d[1].action, d[1].bc_type) == (1, 0.16, "BACKCHANNEL", "assessment")
     assert d[1].form in ("wow", "nice", "great")
 
@@ -294,3 +293,124 @@ def test_from_report_reads_the_tuned_policy_without_translation(tmp_path):
     assert Policy.from_report(report, "maptask", variant="f1").on == 0.25
     with pytest.raises(ValueError, match="corpus 'mrda', system 'head'"):
         Policy.from_report(path, "mrda")
+
+
+# ----------------------------------------------------------------------------------------------
+# Rule 9: online rate calibration
+# ----------------------------------------------------------------------------------------------
+def pulses(seconds, every_s, height, start_s=0.0, n=None):
+    """A backchannel probability of 0 with one-frame pulses to ``height`` every ``every_s`` seconds."""
+    p = np.zeros(round(seconds / 0.08) if n is None else n)
+    p[np.arange(round(start_s / 0.08), len(p), round(every_s / 0.08))] = height
+    return p
+
+
+def calibration_signal(minutes=5):
+    """Low pulses (0.5) every 10 s and high pulses (0.9) every 30 s, 5 s apart: a level <= 0.5 crosses
+    8 times a minute, a level in (0.5, 0.9] twice, a level above 0.9 never."""
+    n = round(minutes * 60 / 0.08)
+    return np.maximum(pulses(0, 10.0, 0.5, start_s=0.0, n=n), pulses(0, 30.0, 0.9, start_s=5.0, n=n))
+
+
+def test_calibration_picks_the_level_nearest_the_target_after_warm_up():
+    p = calibration_signal()
+    policy = Policy(on=0.5, off=0.3, refractory=0.0, take_turn=None, target_rate=3.0, calibration_window=60.0,
+                    calibration_warmup=60.0)
+    decisions = run(policy, bc_probs(p))
+    fired = np.array([d.frame for d in decisions if d.action == "BACKCHANNEL"])
+    warm = fired[fired < 750]
+    after = fired[fired >= 750]
+    # warm-up (first 60 s = 750 frames): the policy's own level 0.5 takes every pulse, 6 low + 2 high
+    assert len(warm) == 8
+    # then the levels <= 0.5 cross 8/min > 3/min, the level above, 0.52, twice a minute: nearer in log ratio
+    # (3/2 < 8/3), so only the high pulses (at 5 s, 35 s, 65 s, ... -> frames 62 + 375 k) remain
+    assert after.tolist() == [62 + 375 * k for k in range(2, 10)]
+    thresholds = np.array([d.threshold for d in decisions])
+    assert np.all(thresholds[:750] == 0.5) and np.all(thresholds[760:] == pytest.approx(0.52))
+
+
+def test_calibration_follows_the_target_down_and_up():
+    p = calibration_signal()
+    # target 1/min: 0.90 (2/min) is nearer than 0.92 (never); 2.5/min: 0.52 (2/min) nearer than 0.50 (8/min)
+    for target, level, per_min in ((10.0, 0.02, 8), (1.0, 0.90, 2), (2.5, 0.52, 2)):
+        policy = Policy(on=0.5, off=0.3, refractory=0.0, take_turn=None, target_rate=target,
+                        calibration_window=60.0, calibration_warmup=60.0)
+        r = policy.run(bc_probs(p))
+        assert r.threshold[800:] == pytest.approx(np.full(len(p) - 800, level)), target
+        after = r.backchannel_frames[r.backchannel_frames >= 1500]  # the last 3 minutes
+        assert len(after) == 3 * per_min, target
+
+
+def test_calibration_window_forgets_the_past():
+    # 2 minutes of dense pulses (12/min at 0.5), then 3 minutes of sparse ones (1.5/min, every 40 s):
+    # target 3/min: while the 60 s window holds the dense part the level is 0.50 (12/min is nearer 3 than
+    # never); once the window has only sparse pulses no level is over the target and 0.02 is chosen
+    n = round(300 / 0.08)
+    p = np.where(np.arange(n) < 1500, pulses(0, 5.0, 0.5, n=n), pulses(0, 40.0, 0.5, start_s=2.0, n=n))
+    policy = Policy(on=0.5, off=0.3, refractory=0.0, take_turn=None, target_rate=3.0, calibration_window=60.0,
+                    calibration_warmup=30.0)
+    r = policy.run(bc_probs(p))
+    assert r.threshold[1400] == pytest.approx(0.50)
+    assert r.threshold[1500 + 750 + 10] == pytest.approx(0.02)
+    late = r.backchannel_frames[r.backchannel_frames >= 1500 + 750 + 10]
+    sparse = np.arange(25, n, 500)
+    assert late.tolist() == sparse[sparse >= 1500 + 750 + 10].tolist()
+
+
+def test_calibrated_streaming_equals_whole_sequence_on_random_signals():
+    rng = np.random.default_rng(3)
+    walk = np.clip(0.3 + np.cumsum(rng.normal(0, 0.03, 3000)), 0, 1)
+    p = np.clip(walk * rng.uniform(0.5, 1.0, 3000), 0, 1)
+    for policy in (Policy(on=0.4, smoothing=3, refractory=0.8, target_rate=2.0, calibration_window=30.0,
+                          calibration_warmup=10.0),
+                   Policy(on=0.6, smoothing=1, refractory=0.0, lead=0.16, target_rate=6.0, calibration_window=5.0,
+                          calibration_warmup=0.0, take_turn=0.7)):
+        run(policy, bc_probs(p * 0.8, p_tt=(1 - p) * 0.1))
+        state = policy.new_state()
+        for x in bc_probs(p)[:100]:
+            policy.decide(state, x)
+        fresh = policy.new_state()
+        assert fresh.calibration.counts.sum() == 0 and state.calibration.counts.sum() > 0
+
+
+def test_calibration_settings_are_checked_and_round_trip():
+    for bad in ({"target_rate": 0.0}, {"target_rate": float("nan")}, {"target_rate": -1.0},
+                {"target_rate": 2.0, "calibration_window": 0.01}, {"target_rate": 2.0, "calibration_warmup": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(k for k in bad if k != "target_rate"), "target_rate")):
+            Policy(**bad)
+    p = Policy(on=0.4, target_rate=1.5, calibration_window=120.0)
+    assert Policy.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    assert Policy().new_state().calibration is None
+
+
+def test_calibration_carries_across_sessions_in_both_forms():
+    rng = np.random.default_rng(5)
+    sessions = [np.clip(rng.beta(1, 6, n), 0, 1) for n in (900, 400, 1300)]
+    policy = Policy(on=0.3, off=0.2, smoothing=2, refractory=0.4, take_turn=None, target_rate=4.0,
+                    calibration_window=40.0, calibration_warmup=20.0)
+    states = policy.init_state(1)
+    stepped = []
+    for p in sessions:
+        stepped.append([policy.decide(states[0], x) for x in bc_probs(p)])
+        policy.reset(states, [True])
+    carried = states[0].calibration
+    cal = policy.new_calibration()
+    whole = [policy.run(bc_probs(p), calibration=cal).decisions() for p in sessions]
+    assert whole == stepped
+    assert cal.seen == carried.seen == 2600 and np.array_equal(cal.counts, carried.counts)
+    assert np.array_equal(cal.ring, carried.ring)
+    assert policy.new_state(cal).calibration is cal and cal.armed.all() and carried.armed.all()  # re-armed
+    # the second session starts calibrated (no warm-up at the policy's level): its first frames use a level
+    # from the first session's window; a fresh calibration would sit at `on` for 20 s
+    assert any(d.threshold != 0.3 for d in stepped[1][:250])
+    assert [d.threshold for d in policy.run(bc_probs(sessions[1])).decisions()[:250]] == [0.3] * 250
+
+
+def test_calibrated_policy_starts_at_the_level_rule_9_picks_on_unlabelled_sessions():
+    sessions = [calibration_signal(minutes=2), calibration_signal(minutes=3)]
+    base = Policy(on=0.5, off=0.3, refractory=0.0, take_turn=None)
+    for target, level in ((3.0, 0.52), (10.0, 0.02), (1.0, 0.90), (2.0, 0.52)):
+        cal = base.calibrated(target, [bc_probs(p) for p in sessions], calibration_window=120.0)
+        assert (cal.on, cal.off, cal.target_rate, cal.calibration_window) == pytest.approx(
+            (level, level * 0.6, target, 120.0)), target
+    assert base.calibrated(3.0).on == 0.5  # no sessions: on stays

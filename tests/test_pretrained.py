@@ -327,3 +327,61 @@ def test_export_refusals(work, evaluated, tmp_path, capsys):
     assert "no --report: no policy.json" in capsys.readouterr().out
     assert not (tmp_path / "plain" / "policy.json").exists()
     assert "None: the export was given no evaluation report." in (tmp_path / "plain" / "MODEL_CARD.md").read_text()
+
+
+def test_a_model_folder_serves_as_the_frozen_backbone_of_a_new_head(work, tmp_path):
+    from backchannel.train.modules import HeadModule
+
+    folder = _folder(work, tmp_path)
+    module = HeadModule(backbone="timing", backbone_ckpt=str(folder), hidden=8, direct=True, text_dim=4)
+    weights = load_file(folder / "model.safetensors")
+    for k, v in module.backbone.state_dict().items():
+        assert torch.equal(v, weights[f"backbone.{k}"]), k
+    for k, v in module.vap.state_dict().items():
+        assert torch.equal(v, weights[f"vap.{k}"]), k
+    # the head records the backbone checkpoint the folder's model was trained on, and what that backbone saw
+    assert module.backbone_hash == "0" * 64
+    assert sorted(module.backbone_manifests) == ["maptask", "mrda"]
+    assert not any(p.requires_grad for p in module.backbone.parameters())
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["backchannel"]["backbone_hash"] = None
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="no timing backbone"):
+        HeadModule(backbone="timing", backbone_ckpt=str(folder))
+    with pytest.raises(CheckpointError, match="a listener model folder"):
+        HeadModule(backbone="timing", backbone_ckpt=str(tmp_path / "nothing.ckpt"))
+
+
+def _transfer_report():
+    def variant(f1, rate, human=0.5):
+        return {"events": {"[-500,+500]": {"f1": f1}},
+                "cadence": {"model": {"rate_per_minute": rate}, "human": {"rate_per_minute": human}}}
+
+    systems = {"head": {"status": "ok", "system": {"checkpoint_sha256": "ab" * 32},
+                        "definitions": {"isolated": {"variants": {"f1": variant(0.02, 0.13),
+                                                                  "calibrated_stated": variant(0.05, 0.55)}}}},
+               "logistic": {"status": "n/a: no train rows"},
+               "pause_gate": {"status": "ok", "definitions": {"isolated": {"variants": {"rule": variant(0.035, 2.1)}}}}}
+    return {"created": "2026-12-03T09:00:00+00:00", "corpora": {
+        "maptask": {"systems": systems},  # an in-domain section: not a transfer figure
+        "maptask-to-mrda": {"systems": systems, "transfer": {"train_on": "maptask", "test_on": "mrda",
+                                                            "head_corpora": ["maptask"]}}}}
+
+
+def test_the_card_states_cross_corpus_figures_from_a_transfer_report(work, tmp_path):
+    from backchannel.train.export import ExportError, export, transfer_figures
+
+    rows = transfer_figures(_transfer_report())
+    assert [r["section"] for r in rows] == ["maptask-to-mrda"]
+    assert rows[0]["systems"] == {"head/f1": {"f1": 0.02, "rate": 0.13}, "head/calibrated_stated": {"f1": 0.05, "rate": 0.55},
+                                  "pause_gate/rule": {"f1": 0.035, "rate": 2.1}}
+    assert rows[0]["head_sha256"] == "ab" * 32 and rows[0]["human_rate"] == 0.5
+    path = tmp_path / "transfer.json"
+    path.write_text(json.dumps(_transfer_report()))
+    export(work["ckpt"], tmp_path / "m", transfer=[path], log=lambda *_: None)
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "## Cross-corpus figures (leave-one-corpus-out)" in card
+    assert "| maptask → mrda | 0.50 | 0.020 (0.13) | n/a | 0.050 (0.55) | n/a | n/a | n/a | n/a | n/a | n/a | " \
+           "0.035 (2.10) |" in card
+    with pytest.raises(ExportError, match="no leave-one-corpus-out section"):
+        transfer_figures({"corpora": {"maptask": {"systems": {}}}}, where="in.json")

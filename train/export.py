@@ -99,12 +99,51 @@ def report_figures(report: dict, sha256s: set[str], corpus: str, variant: str,
     return out
 
 
+TRANSFER_SYSTEMS = ("head", "logistic", "gbt", "pause_gate")
+TRANSFER_VARIANTS = ("f1", "calibrated", "calibrated_stated")
+
+
+def transfer_figures(report: dict, where: str = "report") -> list[dict]:
+    """The card's cross-corpus figures from a leave-one-corpus-out report (``backchannel evaluate --train-on``):
+    per ``<source>-to-<target>`` section, isolated backchannels at ±500 ms, event F1 and rate per listener-minute
+    of the head, logistic and gbt (variants ``f1``, ``calibrated``, ``calibrated_stated``) and of the pause gate, the human
+    rate and which head it was (its sha256, its training corpora). Raises :class:`ExportError` for a report
+    with no transfer section."""
+    from backchannel.metrics import margin_label
+
+    label, out = margin_label(MARGIN), []
+    for name, section in (report.get("corpora") or {}).items():
+        tr = section.get("transfer")
+        if not tr:
+            continue
+        row = {"section": name, "train_on": tr["train_on"], "test_on": tr["test_on"],
+               "head_corpora": tr.get("head_corpora"), "created": report.get("created"), "systems": {}}
+        for system in TRANSFER_SYSTEMS:
+            rep = (section.get("systems") or {}).get(system) or {}
+            if rep.get("status") != "ok":
+                continue
+            variants = rep["definitions"]["isolated"]["variants"]
+            for v in ("rule",) if system == "pause_gate" else TRANSFER_VARIANTS:
+                if v in variants:
+                    x = variants[v]
+                    row["systems"][f"{system}/{v}"] = {"f1": x["events"][label]["f1"],
+                                                       "rate": x["cadence"]["model"]["rate_per_minute"]}
+                    row["human_rate"] = x["cadence"]["human"]["rate_per_minute"]
+            if system == "head" and isinstance(rep.get("system"), dict):
+                row["head_sha256"] = rep["system"].get("checkpoint_sha256")
+        out.append(row)
+    if not out:
+        raise ExportError(f"{where}: no leave-one-corpus-out section (write one with backchannel evaluate "
+                          "--train-on SOURCE --test-on TARGET)")
+    return out
+
+
 def _num(x, fmt: str = ".3f") -> str:
     return "n/a" if not isinstance(x, (int, float)) or math.isnan(x) else format(x, fmt)
 
 
 def render_card(predictor, figures: dict | None, policy, policy_source: dict | None, size_mb: float,
-                bench: dict | None = None) -> str:
+                bench: dict | None = None, transfer: list[dict] | None = None) -> str:
     """``MODEL_CARD.md``: Hugging Face YAML metadata, then the model, the training data and their licences,
     the measured figures (``figures``: :func:`report_figures`; ``bench``: file name -> top-level numbers of a
     benchmark result), intended use and limitations. Only figures passed in are written."""
@@ -186,6 +225,27 @@ def render_card(predictor, figures: dict | None, policy, policy_source: dict | N
                          f"{_num(f['take_turn_f1'])} | {_num(f['pause_gate_f1'])} | "
                          f"{_num(f['frame_auprc_backchannel'])} |")
         lines.append("")
+    if transfer:
+        lines += ["## Cross-corpus figures (leave-one-corpus-out)", "",
+                  "This model's recipe trained on ONE corpus (head on the same frozen backbone) and scored on the other "
+                  "corpus's test split by `backchannel evaluate --train-on SOURCE --test-on TARGET`: every policy tuned "
+                  "on the source's dev split, nothing on the target. Isolated backchannels, event F1 at [-500,+500] ms "
+                  "(rate per listener-minute). `calibrated`: the `f1` policy with online rate calibration "
+                  "(`load_listener(target_rate=...)`) at the source dev's human rate (nothing known of the target); "
+                  "`calibrated_stated`: at the target's train-split human rate. These are figures of "
+                  "those single-corpus heads, not of this folder's weights (trained on both corpora); they say what to "
+                  "expect on talk unlike the training corpora.", ""]
+        cols = [f"{s}/{v}" for s in TRANSFER_SYSTEMS if s != "pause_gate" for v in TRANSFER_VARIANTS] + \
+            ["pause_gate/rule"]
+        lines += ["| train → test | human rate | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+        for row in transfer:
+            cells = []
+            for c in cols:
+                x = row["systems"].get(c)
+                cells.append("n/a" if x is None else f"{_num(x['f1'])} ({_num(x['rate'], '.2f')})")
+            lines.append(f"| {row['train_on']} → {row['test_on']} | {_num(row.get('human_rate'), '.2f')} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
     for name, numbers in (bench or {}).items():
         lines += [f"From `{name}`: " + ", ".join(f"{k} {_num(v, '.4g')}" for k, v in numbers.items()) + ".", ""]
     lines += ["## Intended use", "",
@@ -215,7 +275,7 @@ def bench_numbers(path: Path) -> dict:
 
 def export(checkpoint: str | Path, out: str | Path, *, report: str | Path | None = None, corpus: str = "maptask",
            variant: str = "rate_matched", definition: str | None = None, bench=(), max_mb: float = MAX_MB,
-           log=print) -> dict:
+           transfer=(), log=print) -> dict:
     """Write the model folder of ``checkpoint`` (a head ``.ckpt`` or a model folder) to ``out``; see the module
     docstring. Returns ``{"out", "files", "bytes", "policy"}``. Raises ``CheckpointError`` for a bad checkpoint
     and :class:`ExportError` for a report of another model, a missing tuned policy, or a folder over
@@ -240,6 +300,13 @@ def export(checkpoint: str | Path, out: str | Path, *, report: str | Path | None
         policy_source = {"report_created": data.get("created"), "corpus": corpus, "system": "head",
                          "definition": figures["corpora"][corpus]["definition"], "variant": variant}
     bench = {Path(b).name: bench_numbers(Path(b)) for b in bench}
+    cross = []
+    for t in transfer:
+        try:
+            data = json.loads(Path(t).read_text())
+        except (OSError, ValueError) as err:
+            raise ExportError(f"{t}: not a readable report JSON: {err}") from None
+        cross += transfer_figures(data, where=str(t))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
@@ -247,7 +314,7 @@ def export(checkpoint: str | Path, out: str | Path, *, report: str | Path | None
         extra = {"policy_source": policy_source, "exported": datetime.now(UTC).isoformat(timespec="seconds")}
         pred.save_pretrained(tmp, policy=policy, extra=extra)
         card = render_card(pred, figures, policy, policy_source, (tmp / "model.safetensors").stat().st_size / 1e6,
-                           bench)
+                           bench, cross)
         (tmp / "MODEL_CARD.md").write_text(card)
         size = sum(f.stat().st_size for f in tmp.iterdir())
         if size > max_mb * 1e6:
@@ -276,7 +343,8 @@ def cmd_export(args) -> int:
 
     try:
         export(args.checkpoint, args.out, report=args.report, corpus=args.corpus, variant=args.variant,
-               definition=args.definition, bench=args.bench or (), max_mb=args.max_mb)
+               definition=args.definition, bench=args.bench or (), max_mb=args.max_mb,
+               transfer=args.transfer or ())
     except (CheckpointError, ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -389,15 +389,29 @@ class HeadModule(L.LightningModule):
             if not backbone_ckpt:
                 raise ValueError("backbone 'timing' needs --model.backbone_ckpt (a checkpoint of "
                                  "`backchannel train backbone`)")
-            if not Path(backbone_ckpt).is_file():
+            if backbone_ckpt == "default" or Path(backbone_ckpt).is_dir():
+                # a listener model folder (``default``: the one the package ships): its frozen backbone
+                from .pretrained import default_model, read_pretrained
+
+                folder = default_model() if backbone_ckpt == "default" else Path(backbone_ckpt)
+                ckpt = read_pretrained(folder)
+                meta = ckpt["backchannel"]
+                mods = build_from_meta(meta, ckpt["state_dict"])
+                if meta.get("backbone") != "timing" or not meta.get("backbone_hash"):
+                    raise CheckpointError(folder, "its model has no timing backbone to train a head on")
+                self.backbone_hash = meta["backbone_hash"]   # the backbone checkpoint it was trained on
+                self.backbone_manifests = meta.get("backbone_manifests")
+            elif not Path(backbone_ckpt).is_file():
                 raise CheckpointError(backbone_ckpt, "no such backbone checkpoint (--model.backbone_ckpt): "
                                                      "train it first with `backchannel train backbone`, or pass "
-                                                     "--model.backbone_ckpt PATH")
-            ckpt = load_checkpoint(backbone_ckpt, kind="backbone")
-            mods = build_from_meta(ckpt["backchannel"], ckpt["state_dict"])
+                                                     "--model.backbone_ckpt PATH (a backbone .ckpt, a listener "
+                                                     "model folder, or 'default' for the shipped model's backbone)")
+            else:
+                ckpt = load_checkpoint(backbone_ckpt, kind="backbone")
+                mods = build_from_meta(ckpt["backchannel"], ckpt["state_dict"])
+                self.backbone_hash = file_sha256(backbone_ckpt)
+                self.backbone_manifests = ckpt["backchannel"].get("manifests")
             self.backbone, self.vap = mods["extractor"], mods["vap"]
-            self.backbone_hash = file_sha256(backbone_ckpt)
-            self.backbone_manifests = ckpt["backchannel"].get("manifests")
         elif backbone == "raw":
             self.backbone, self.vap = FrameFeatures(), None
             self.backbone_hash = None

@@ -36,6 +36,16 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--systems", type=_systems_arg,
                    help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
     p.add_argument("--seeds", type=int, default=5, help="random-baseline seeds (default 5)")
+    p.add_argument("--train-on", metavar="CORPUS",
+                   help="leave-one-corpus-out: fit the trained baselines on this corpus's train split and tune every "
+                        "policy on its dev split; score on the --test-on corpora (the head checkpoint must not have "
+                        "been trained on them)")
+    p.add_argument("--test-on", metavar="CORPUS", action="append",
+                   help="with --train-on: a corpus whose test split is scored (repeatable; default: the other of "
+                        "maptask, mrda)")
+    p.add_argument("--target-rate", type=float, metavar="PER_MIN",
+                   help="the calibrated variant's target backchannels per listener-minute (default: the dev split's "
+                        "human rate)")
     p.add_argument("--data", default="data", help="folder holding prepared datasets by corpus name (default data)")
     p.set_defaults(func=_run)
     return p

@@ -243,7 +243,10 @@ def markdown(report: dict, plots: dict | None = None) -> str:
               "(`Policy.run`, what the plugin runs); every policy setting is tuned on DEV only (event F1 at "
               f"{margin_label(tuple(s['tune_margin']))}; variant `rate_matched`: dev rate within "
               f"{1 / s['rate_factor']:.2f}–{s['rate_factor']:.2f} of the human dev rate; where no dev setting lies in "
-              f"that band the nearest rate is taken and the tables say `{NOT_MATCHED}`). Grid: trigger levels "
+              f"that band the nearest rate is taken and the tables say `{NOT_MATCHED}`; variant `calibrated`: the "
+              "`f1` policy with online rate calibration, no labels (policy rule 9, carried across the test rows as "
+              "one deployment), to the human dev rate or `--target-rate`; `calibrated_stated`: to a rate stated for "
+              "the test domain). Grid: trigger levels "
               f"{min(g['on'])}–{max(g['on'])}, smoothing {g['smoothing']} frames, leads {g['lead']} s, refractory "
               f"{g['refractory']} s. Random baseline: mean ± std over seeds {s['seeds']}. Rates are backchannels "
               "per listener-minute. Definitions: `isolated` backchannels (listener silent ≥ 1 s before and after, "
@@ -255,6 +258,17 @@ def markdown(report: dict, plots: dict | None = None) -> str:
                   (f"Test: {t['rows']} listener rows in {t['dialogues']} dialogues, {t['listener_minutes']:.1f} "
                    f"listener-minutes; backchannels {counts}; {t['shift_pauses']} shift and {t['hold_pauses']} hold "
                    f"pauses. Dev: {d['rows']} rows."), ""]
+        tr = sec.get("transfer")
+        if tr:
+            rates = ", ".join(f"{k} {cell(v, 2)}/min" for k, v in (tr.get("target_train_rates") or {}).items())
+            lines += [(f"**Leave-one-corpus-out**: trained systems fitted on {tr['train_on']} train rows, every policy "
+                       f"tuned on {tr['train_on']} dev; scored on {tr['test_on']} test, nothing tuned on "
+                       f"{tr['test_on']}. Dev above is {tr['train_on']}'s."
+                       + (f" Head trained on: {', '.join(tr['head_corpora'])}." if tr.get("head_corpora") else "")
+                       + (f" Note: {tr['note']}." if tr.get("note") else "")
+                       + (f" `calibrated_stated` calibrates to {tr['test_on']}'s train-split human rate ({rates}), "
+                          "the number a deployer states for their domain; `calibrated` to the source dev rate."
+                          if rates else "")), ""]
         if sec.get("onsets_file"):
             o = sec["onsets_file"]
             lines += [(f"Headline onsets: `{o['path']}` ({o['system']}, {o['definition']} definition, variant "

@@ -14,6 +14,7 @@ from sklearn.metrics import precision_recall_curve
 
 from backchannel import metrics
 from backchannel.corpora.events import BACKCHANNEL
+from backchannel.frames import FRAME_S
 
 from . import scoring, user_onsets
 from .cli import SYSTEMS
@@ -56,7 +57,12 @@ class EvalSettings:
     ``seeds``: random-baseline seeds; ``logistic_train_frames``: train frames featurised (whole rows,
     drawn at random up to this total); ``logistic_fit_frames``: frames the regression is fitted on;
     ``gbt_fit_frames``, ``gbt_class_weight``: the gradient-boosting baseline's (same train rows);
-    ``onsets_variant``: which tuned variant goes into the onsets files.
+    ``onsets_variant``: which tuned variant goes into the onsets files; ``calibrate``: also score the
+    ``calibrated`` variant, the ``f1`` policy with online rate calibration (``Policy.target_rate``) at
+    ``target_rate`` backchannels per listener-minute (None: the dev split's human rate of each definition);
+    ``stated_rates``: ``{definition: rate}``, a ``calibrated_stated`` variant at a rate stated for the test
+    domain (``evaluate(train_on=)`` states the target corpus's train-split rate); ``calibration_carry``: the
+    calibration carried across the test rows as one deployment (False: a fresh one per row, the ablation).
     """
 
     margins: tuple = metrics.MARGINS
@@ -70,6 +76,10 @@ class EvalSettings:
     gbt_class_weight: str | None = None
     onsets_variant: str = "rate_matched"
     batch_rows: int = 8
+    calibrate: bool = True
+    target_rate: float | None = None
+    stated_rates: dict | None = None
+    calibration_carry: bool = True
 
 
 def make_systems(names: Sequence[str], predictor=None, settings: EvalSettings | None = None,
@@ -128,6 +138,8 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
             runs = [policy.run(o.probs, o.types) for o in test]
             fig, onsets = _variant_figures(policy, runs, gold, test_rows, settings, system.take_turn, definition)
             variants[variant] = {"dev": dev_fig} | fig
+            if variant == "f1":
+                variants |= _calibrated(policy, dev_p, dev_gold, test, gold, test_rows, settings, definition)
             if definition == defs[0] and variant == _variant(settings):
                 extras["onsets"][variant] = onsets
                 extras["forms"][variant] = [[r.said[f][1] for f in r.backchannel_frames] for r in runs]
@@ -156,6 +168,38 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
         heard = system.predict(user_onsets.heard(test_rows))  # the onset output on the user's speech heard
         rep["user_onsets"] = user_onsets.user_onsets(test_rows, definitions(test_rows), [o.onset for o in heard])
     return rep, extras
+
+
+def _calibrated(policy, dev_p, dev_gold, test: list[Outputs], gold, test_rows, settings: EvalSettings,
+                definition: str) -> dict:
+    """The ``calibrated`` (and ``calibrated_stated``) variants: ``policy`` with online rate calibration at the
+    target rate (``Policy.calibrated``: warm-up level from the dev probabilities, no labels), run as one
+    deployment: the calibration carried across the test rows in dataset order. Each with its ``target_rate``
+    (backchannels per listener-minute)."""
+    if not settings.calibrate:
+        return {}
+    targets = {}
+    minutes = sum(len(p) for p in dev_p) * FRAME_S / 60
+    dev_rate = sum(len(g) for g in dev_gold) / minutes if minutes else 0.0
+    rate = settings.target_rate if settings.target_rate is not None else dev_rate
+    if rate > 0:
+        targets["calibrated"] = (rate, "stated (--target-rate)" if settings.target_rate is not None
+                                 else "the dev split's human rate")
+    stated = (settings.stated_rates or {}).get(definition)
+    if stated:
+        targets["calibrated_stated"] = (stated, "stated for the test domain")
+    out = {}
+    for name, (rate, source) in targets.items():
+        cal = policy.calibrated(rate, dev_p)
+        carried = cal.new_calibration()
+        runs = [cal.run(o.probs, o.types, calibration=carried if settings.calibration_carry else None) for o in test]
+        fig, _ = _variant_figures(cal, runs, gold, test_rows, settings, False, definition)
+        levels = np.concatenate([r.threshold for r in runs]) if runs else np.zeros(0)
+        out[name] = {"dev": {}, "target_rate": float(rate), "target_source": source,
+                     "level": {"median": float(np.median(levels)) if len(levels) else math.nan,
+                               "p10": float(np.percentile(levels, 10)) if len(levels) else math.nan,
+                               "p90": float(np.percentile(levels, 90)) if len(levels) else math.nan}} | fig
+    return out
 
 
 def rule_system(system: System, test_rows, settings: EvalSettings, defs: Sequence[str] | None = None
@@ -364,15 +408,52 @@ def _load_predictor(checkpoint):
     return load_predictor(checkpoint)
 
 
+def split_rates(ds) -> dict:
+    """Human backchannel rate per listener-minute of a dataset split, per definition (reads only the event
+    columns)."""
+    cols = [c for c in ("n_frames", "bc_onsets", "bc_isolated") if c in ds.column_names]
+    rows = ds.select_columns(cols).to_list()
+    minutes = sum(int(r["n_frames"]) for r in rows) * FRAME_S / 60
+    out = {}
+    for d in definitions(rows):
+        n = sum(len(gold_onsets(r, d)) for r in rows)
+        out[d] = n / minutes if minutes else math.nan
+    return out
+
+
+def transfer_check(predictor, source: str, target: str) -> dict:
+    """What the head of a leave-one-corpus-out run was trained on. Raises ``ValueError`` when its head saw
+    the target corpus's labels; notes a backbone pretrained (self-supervised, no labels) on the target's train
+    split."""
+    if predictor is None:
+        return {}
+    meta = getattr(predictor, "meta", None) or {}
+    head = sorted(meta.get("manifests") or {})
+    backbone = sorted(meta.get("backbone_manifests") or {})
+    if target in head:
+        raise ValueError(f"--test-on {target}: the head checkpoint was trained on {target} labels (its training "
+                         f"corpora: {', '.join(head)}); a leave-one-corpus-out run needs a head trained without "
+                         f"{target}, e.g. `backchannel train head --config train/configs/head_timing_{source}.yaml`")
+    out = {"head_corpora": head, "backbone_corpora": backbone}
+    if target in backbone:
+        out["note"] = (f"the frozen backbone was pretrained on {', '.join(backbone)} (voice-activity projection, "
+                       f"self-supervised: no backchannel labels), {target}'s train split among them")
+    return out
+
+
 def evaluate(dataset_dirs, checkpoint=None, out_dir: str | Path = "runs/eval", *, systems: Sequence[str] = SYSTEMS,
              margins=metrics.MARGINS, settings: EvalSettings | None = None, textgrid=None, data_root="data",
-             progress: bool = True, plots: bool = True) -> dict:
+             progress: bool = True, plots: bool = True, train_on=None) -> dict:
     """Evaluate every system on the test split of each prepared dataset in ``dataset_dirs`` (folders or
     corpus names under ``data_root``); write the report, plots and onsets files to ``out_dir``.
 
     ``checkpoint``: a head checkpoint path, or an object with ``predict_rows`` (see ``systems.Head``).
     ``textgrid``: ``"DIALOGUE:LISTENER"`` of a test row to export as ``<corpus>-<dialogue>-<listener>.TextGrid``
-    with the headline system's onsets (its timeline is also the one plotted). Returns the report dict.
+    with the headline system's onsets (its timeline is also the one plotted). ``train_on``: a prepared dataset
+    (folder or name): leave-one-corpus-out mode, every trained system fitted on its train split and every
+    policy tuned on its dev split, then scored on each ``dataset_dirs`` test split; sections are keyed
+    ``<source>-to-<target>``, the head must not have been trained on the target (:func:`transfer_check`), and
+    the ``calibrated_stated`` variant calibrates to the target's train-split human rate. Returns the report.
     """
     from backchannel.corpora.dataset import code_version, load_prepared, resolve_prepared
 
@@ -393,22 +474,55 @@ def evaluate(dataset_dirs, checkpoint=None, out_dir: str | Path = "runs/eval", *
               "checkpoint": source, "systems": [s for s in SYSTEMS if s in systems],
               "settings": json_safe(asdict(settings)), "reference": REFERENCE, "corpora": {}, "files": []}
     plot_data, found = {}, False
+    src = None
+    if train_on is not None:  # leave-one-corpus-out: the source's train and dev rows serve every target
+        t0 = time.perf_counter()
+        src_path = resolve_prepared(train_on, data_root)
+        src_dsd, src_manifest = load_prepared(src_path)
+        src_name = src_manifest.get("corpus") or src_path.name
+        keep = sample_rows(src_dsd["train"]["n_frames"], settings.logistic_train_frames) if len(src_dsd["train"]) else []
+        src = {"name": src_name, "path": src_path, "manifest": src_manifest,
+               "dev": load_rows(src_dsd["dev"], f"{src_name}: dev rows", progress),
+               "train": load_rows(src_dsd["train"], f"{src_name}: train rows", progress, keep) if keep else None,
+               "seconds": time.perf_counter() - t0}
+        report["train_on"] = {"corpus": src_name, "path": str(src_path), "fingerprint": src_manifest.get("fingerprint")}
     for path in paths:
         t0 = time.perf_counter()
         dsd, manifest = load_prepared(path)
         corpus = manifest.get("corpus") or path.name
-        dev_rows = load_rows(dsd["dev"], f"{corpus}: dev rows", progress)
-        test_rows = load_rows(dsd["test"], f"{corpus}: test rows", progress)
-        train_rows = None
-        if len(dsd["train"]):  # trained systems and the type baselines
-            keep = sample_rows(dsd["train"]["n_frames"], settings.logistic_train_frames)
-            train_rows = load_rows(dsd["train"], f"{corpus}: train rows", progress, keep)
-        load_s = time.perf_counter() - t0
-        section, extras = evaluate_corpus(corpus, dev_rows, test_rows, train_rows=train_rows, predictor=predictor,
-                                          systems=systems, settings=settings, progress=progress, checkpoint=source,
+        run_settings, transfer = settings, None
+        if src is not None:
+            if corpus == src["name"]:
+                raise ValueError(f"--train-on {src['name']} --test-on {corpus}: the same corpus (leave-one-corpus-out "
+                                 "needs another one; for in-domain figures drop --train-on)")
+            labels = (manifest.get("label_settings"), src["manifest"].get("label_settings"))
+            if labels[0] != labels[1]:
+                raise ValueError(f"{path}: prepared with label settings {labels[0]}, but {src['path']} with "
+                                 f"{labels[1]}: prepare both with the same settings")
+            transfer = {"train_on": src["name"], "test_on": corpus, **transfer_check(predictor, src["name"], corpus),
+                        "target_train_rates": split_rates(dsd["train"]) if len(dsd["train"]) else {}}
+            if settings.stated_rates is None:
+                run_settings = replace(settings, stated_rates=transfer["target_train_rates"] or None)
+            dev_rows, train_rows = src["dev"], src["train"]
+            test_rows = load_rows(dsd["test"], f"{corpus}: test rows", progress)
+            name = f"{src['name']}-to-{corpus}"
+        else:
+            dev_rows = load_rows(dsd["dev"], f"{corpus}: dev rows", progress)
+            test_rows = load_rows(dsd["test"], f"{corpus}: test rows", progress)
+            train_rows = None
+            if len(dsd["train"]):  # trained systems and the type baselines
+                keep = sample_rows(dsd["train"]["n_frames"], settings.logistic_train_frames)
+                train_rows = load_rows(dsd["train"], f"{corpus}: train rows", progress, keep)
+            name = corpus
+        load_s = time.perf_counter() - t0 + (src["seconds"] if src is not None else 0.0)
+        section, extras = evaluate_corpus(name, dev_rows, test_rows, train_rows=train_rows, predictor=predictor,
+                                          systems=systems, settings=run_settings, progress=progress, checkpoint=source,
                                           definition=(manifest.get("label_settings") or {}).get("bc_definition"))
         section["dataset"] = {"path": str(path), "fingerprint": manifest.get("fingerprint"),
                               "label_settings": manifest.get("label_settings")}
+        if transfer is not None:
+            section["transfer"] = transfer
+        corpus = name
         section["seconds"]["load"] = load_s
         files = []
         for name, ext in extras.items():
@@ -450,11 +564,20 @@ def cmd_evaluate(args) -> int:
     from backchannel.corpora.errors import CorpusError
 
     grid = PolicyGrid()
-    settings = EvalSettings(seeds=tuple(range(args.seeds)), grid=grid)
     try:
-        report = evaluate(args.datasets or ["maptask", "mrda"], args.checkpoint, args.out,
-                          systems=args.systems or list(SYSTEMS), settings=settings, textgrid=args.textgrid,
-                          data_root=args.data)
+        if args.target_rate is not None and not (math.isfinite(args.target_rate) and args.target_rate > 0):
+            raise ValueError(f"--target-rate must be > 0 backchannels per minute, got {args.target_rate}")
+        settings = EvalSettings(seeds=tuple(range(args.seeds)), grid=grid, target_rate=args.target_rate)
+        datasets = args.datasets or ["maptask", "mrda"]
+        if args.test_on and not args.train_on:
+            raise ValueError("--test-on needs --train-on (the corpus the systems are trained and tuned on)")
+        if args.train_on:
+            if args.datasets and args.test_on:
+                raise ValueError("give the test corpora either as --test-on or as arguments, not both")
+            datasets = args.test_on or args.datasets or [d for d in ("maptask", "mrda")
+                                                         if Path(d).name != Path(args.train_on).name]
+        report = evaluate(datasets, args.checkpoint, args.out, systems=args.systems or list(SYSTEMS),
+                          settings=settings, textgrid=args.textgrid, data_root=args.data, train_on=args.train_on)
     except (FileNotFoundError, ValueError, CorpusError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
