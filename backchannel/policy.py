@@ -311,17 +311,15 @@ class Policy:
         policy = replace(self, target_rate=float(target_rate), **settings)
         if not probs_list:
             return policy
-        lv_on, lv_off = policy._levels()
-        counts = np.zeros(len(lv_on), dtype=np.int64)
+        counts = np.zeros(len(CALIBRATION_LEVELS), dtype=np.int64)
         frames = 0
         for probs in probs_list:
-            p = np.asarray(probs, dtype=np.float64)
-            p = np.where(np.isnan(p).any(axis=1, keepdims=True), (1.0, 0.0, 0.0), p)
-            smooth = policy.smooth(p)[:, BACKCHANNEL]
-            counts += [len(policy.crossings(smooth, a, b)) for a, b in zip(lv_on, lv_off)]
-            frames += len(p)
+            smooth = policy.smoothed(probs)[:, BACKCHANNEL]
+            counts += [len(f) for f in policy.level_crossings(smooth)]
+            frames += len(smooth)
         k = int(policy._level_index(counts[None, :], [max(frames, policy.warmup_frames, 1)],
                                     window=max(frames, 1))[0])
+        lv_on, lv_off = policy._levels()
         return replace(policy, on=float(lv_on[k]), off=float(lv_off[k]))
 
     def choose_form(self, state: PolicyState, type_probs) -> tuple[str, str]:
@@ -442,6 +440,35 @@ class Policy:
         count = (t + 1 - lo).reshape((-1,) + (1,) * (x.ndim - 1))
         return (c[t + 1] - c[lo]) / count
 
+    def smoothed(self, probs) -> np.ndarray:
+        """Checked, smoothed action probabilities ``[n, 3]`` of one session (a NaN row counts as certain
+        silence; raises ``ValueError`` for another shape or inf values)."""
+        p = np.asarray(probs, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(ACTIONS):
+            raise ValueError(f"policy: probs must be [n_frames, {len(ACTIONS)}] (SILENT, BACKCHANNEL, TAKE_TURN), "
+                             f"got shape {p.shape}")
+        missing = np.isnan(p).any(axis=1)
+        if missing.any():
+            p = p.copy()
+            p[missing] = (1.0, 0.0, 0.0)
+        if not np.isfinite(p).all():
+            raise ValueError("policy: probs hold inf values")
+        return self.smooth(p)
+
+    def level_crossings(self, p_bc, armed=None) -> list[np.ndarray]:
+        """Rule 9's per-level triggers over smoothed backchannel probabilities: the crossing frames of each of
+        :data:`CALIBRATION_LEVELS`, starting ``armed`` ``[K]`` (default all): a level not armed fires nothing
+        before its first frame below its ``off``."""
+        p = np.asarray(p_bc, dtype=np.float64)
+        out = []
+        for k, (on, off) in enumerate(zip(*self._levels())):
+            frames = self.crossings(p, on, off)
+            if armed is not None and not armed[k] and len(frames):
+                below = np.flatnonzero(p < off)
+                frames = frames[frames > below[0]] if len(below) else frames[:0]
+            out.append(frames)
+        return out
+
     def crossings(self, p_bc, on=None, off=None) -> np.ndarray:
         """Frames where the armed trigger crosses ``on`` (rule 2), from smoothed backchannel probabilities;
         ``on``/``off``: per-frame levels ``[n]`` (default the policy's)."""
@@ -466,11 +493,7 @@ class Policy:
         w, lv_on, lv_off = self.window_frames, *self._levels()
         fired = np.zeros((n, len(lv_on)), dtype=np.int8)  # each level's own trigger, from its carried armed state
         armed_end = cal.armed.copy()
-        for k in range(len(lv_on)):
-            frames = self.crossings(p, lv_on[k], lv_off[k])
-            if not cal.armed[k] and len(frames):  # not armed: nothing fires before the first frame below off
-                below = np.flatnonzero(p < lv_off[k])
-                frames = frames[frames > below[0]] if len(below) else frames[:0]
+        for k, frames in enumerate(self.level_crossings(p, cal.armed)):
             fired[frames, k] = 1
             if len(frames):
                 later = np.flatnonzero(p[frames[-1]:] < lv_off[k])
@@ -497,17 +520,8 @@ class Policy:
         fresh state (``new_state(calibration)``). ``probs`` ``[n, 3]`` (a NaN row: the model produced nothing,
         certain silence), ``type_probs`` ``[n, 5]`` or None, ``quiet`` ``[n]`` bools, ``faults`` ``[n]`` reasons
         or None; ``calibration``: rule 9's state carried from earlier sessions, updated in place."""
-        p = np.asarray(probs, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != len(ACTIONS):
-            raise ValueError(f"policy: probs must be [n_frames, {len(ACTIONS)}] (SILENT, BACKCHANNEL, TAKE_TURN), "
-                             f"got shape {p.shape}")
-        n = len(p)
-        missing = np.isnan(p).any(axis=1)
-        if missing.any():
-            p = p.copy()
-            p[missing] = (1.0, 0.0, 0.0)
-        if not np.isfinite(p).all():
-            raise ValueError("policy: probs hold inf values")
+        s = self.smoothed(probs)
+        n = len(s)
         blocked = np.zeros(n, dtype=bool) if quiet is None else np.asarray(quiet, dtype=bool).reshape(-1).copy()
         if len(blocked) != n:
             raise ValueError(f"policy: quiet has {len(blocked)} frames, probs {n}")
@@ -515,7 +529,6 @@ class Policy:
             if len(faults) != n:
                 raise ValueError(f"policy: faults has {len(faults)} frames, probs {n}")
             blocked |= np.array([f is not None for f in faults], dtype=bool)
-        s = self.smooth(p)
         p_bc, p_tt = s[:, BACKCHANNEL], s[:, TAKE_TURN]
         state = self.new_state(calibration)
         said: dict[int, tuple[str, str]] = {}

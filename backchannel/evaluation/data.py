@@ -123,12 +123,19 @@ def turn_onsets(row: dict, definition: str = "isolated") -> np.ndarray:
     return np.sort(np.concatenate([turns[keep], starts]))
 
 
-def split_summary(rows: Sequence[dict]) -> dict:
+def backchannel_counts(rows: Sequence[dict]) -> dict:
+    """Per definition, the rows' true backchannels: ``{"count", "rate_per_minute"}`` (per listener-minute).
+    Needs only ``n_frames``, ``bc_onsets`` and ``bc_isolated``."""
     minutes = sum(duration(r) for r in rows) / 60
-    out = {"rows": len(rows), "dialogues": len({r["dialogue"] for r in rows}), "listener_minutes": minutes,
-           "shift_pauses": int(sum(len(r["shift_pauses"]) for r in rows)),
-           "hold_pauses": int(sum(len(r["hold_pauses"]) for r in rows)), "backchannels": {}}
+    out = {}
     for d in definitions(rows):
         n = sum(len(gold_onsets(r, d)) for r in rows)
-        out["backchannels"][d] = {"count": n, "rate_per_minute": n / minutes if minutes else math.nan}
+        out[d] = {"count": n, "rate_per_minute": n / minutes if minutes else math.nan}
     return out
+
+
+def split_summary(rows: Sequence[dict]) -> dict:
+    return {"rows": len(rows), "dialogues": len({r["dialogue"] for r in rows}),
+            "listener_minutes": sum(duration(r) for r in rows) / 60,
+            "shift_pauses": int(sum(len(r["shift_pauses"]) for r in rows)),
+            "hold_pauses": int(sum(len(r["hold_pauses"]) for r in rows)), "backchannels": backchannel_counts(rows)}

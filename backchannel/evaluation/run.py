@@ -14,11 +14,18 @@ from sklearn.metrics import precision_recall_curve
 
 from backchannel import metrics
 from backchannel.corpora.events import BACKCHANNEL
-from backchannel.frames import FRAME_S
 
 from . import scoring, user_onsets
 from .cli import SYSTEMS
-from .data import definitions, gold_onsets, load_rows, sample_rows, split_summary, turn_onsets
+from .data import (
+    backchannel_counts,
+    definitions,
+    gold_onsets,
+    load_rows,
+    sample_rows,
+    split_summary,
+    turn_onsets,
+)
 from .io import export_textgrid, json_safe, write_onsets_jsonl
 from .systems import (
     TYPE_BASELINES,
@@ -139,7 +146,8 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
             fig, onsets = _variant_figures(policy, runs, gold, test_rows, settings, system.take_turn, definition)
             variants[variant] = {"dev": dev_fig} | fig
             if variant == "f1":
-                variants |= _calibrated(policy, dev_p, dev_gold, test, gold, test_rows, settings, definition)
+                variants |= _calibrated(policy, dev_p, backchannel_counts(dev_rows)[definition]["rate_per_minute"],
+                                        test, gold, test_rows, settings, definition)
             if definition == defs[0] and variant == _variant(settings):
                 extras["onsets"][variant] = onsets
                 extras["forms"][variant] = [[r.said[f][1] for f in r.backchannel_frames] for r in runs]
@@ -170,7 +178,7 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
     return rep, extras
 
 
-def _calibrated(policy, dev_p, dev_gold, test: list[Outputs], gold, test_rows, settings: EvalSettings,
+def _calibrated(policy, dev_p, dev_rate: float, test: list[Outputs], gold, test_rows, settings: EvalSettings,
                 definition: str) -> dict:
     """The ``calibrated`` (and ``calibrated_stated``) variants: ``policy`` with online rate calibration at the
     target rate (``Policy.calibrated``: warm-up level from the dev probabilities, no labels), run as one
@@ -179,10 +187,8 @@ def _calibrated(policy, dev_p, dev_gold, test: list[Outputs], gold, test_rows, s
     if not settings.calibrate:
         return {}
     targets = {}
-    minutes = sum(len(p) for p in dev_p) * FRAME_S / 60
-    dev_rate = sum(len(g) for g in dev_gold) / minutes if minutes else 0.0
     rate = settings.target_rate if settings.target_rate is not None else dev_rate
-    if rate > 0:
+    if rate > 0:  # (a dev split without backchannels has no rate to calibrate to)
         targets["calibrated"] = (rate, "stated (--target-rate)" if settings.target_rate is not None
                                  else "the dev split's human rate")
     stated = (settings.stated_rates or {}).get(definition)
@@ -412,13 +418,7 @@ def split_rates(ds) -> dict:
     """Human backchannel rate per listener-minute of a dataset split, per definition (reads only the event
     columns)."""
     cols = [c for c in ("n_frames", "bc_onsets", "bc_isolated") if c in ds.column_names]
-    rows = ds.select_columns(cols).to_list()
-    minutes = sum(int(r["n_frames"]) for r in rows) * FRAME_S / 60
-    out = {}
-    for d in definitions(rows):
-        n = sum(len(gold_onsets(r, d)) for r in rows)
-        out[d] = n / minutes if minutes else math.nan
-    return out
+    return {d: c["rate_per_minute"] for d, c in backchannel_counts(ds.select_columns(cols).to_list()).items()}
 
 
 def transfer_check(predictor, source: str, target: str) -> dict:
