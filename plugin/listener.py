@@ -243,8 +243,9 @@ def load_listener(path: str | Path | None = None, policy: Policy | None = None, 
     (a ``.ckpt`` holds none). ``target_rate``: backchannels per listener-minute to calibrate that policy to
     online (``Policy.calibrated``, rule 9: no labels; the calibration carries across ``reset()``, one
     deployment); state your domain's rate, e.g. Map Task's ~1.5, MRDA meetings' ~0.5 isolated backchannels a
-    minute. ``kw`` go to :class:`StreamingListener` (``deadline_s``, ``logger``, ``features``). A given ``features`` must encode words as the model's backbone does (same vocabulary
-    size and words per frame); for audio at another rate use ``listener.features.with_rate(rate)``.
+    minute. ``kw`` go to :class:`StreamingListener` (``deadline_s``, ``logger``, ``features``). A given
+    ``features`` must encode words as the model's backbone does (same vocabulary size and words per frame);
+    for audio at another rate use ``listener.features.with_rate(rate)``.
     ``listener.checkpoint`` describes what was loaded.
 
     Raises ``train.modules.CheckpointError`` naming the file when it is missing (for the default model: this
