@@ -455,19 +455,11 @@ class Policy:
             raise ValueError("policy: probs hold inf values")
         return self.smooth(p)
 
-    def level_crossings(self, p_bc, armed=None) -> list[np.ndarray]:
-        """Rule 9's per-level triggers over smoothed backchannel probabilities: the crossing frames of each of
-        :data:`CALIBRATION_LEVELS`, starting ``armed`` ``[K]`` (default all): a level not armed fires nothing
-        before its first frame below its ``off``."""
+    def level_crossings(self, p_bc) -> list[np.ndarray]:
+        """Rule 9's per-level triggers over one session's smoothed backchannel probabilities (every level armed
+        at its start): the crossing frames of each of :data:`CALIBRATION_LEVELS`."""
         p = np.asarray(p_bc, dtype=np.float64)
-        out = []
-        for k, (on, off) in enumerate(zip(*self._levels())):
-            frames = self.crossings(p, on, off)
-            if armed is not None and not armed[k] and len(frames):
-                below = np.flatnonzero(p < off)
-                frames = frames[frames > below[0]] if len(below) else frames[:0]
-            out.append(frames)
-        return out
+        return [self.crossings(p, on, off) for on, off in zip(*self._levels())]
 
     def crossings(self, p_bc, on=None, off=None) -> np.ndarray:
         """Frames where the armed trigger crosses ``on`` (rule 2), from smoothed backchannel probabilities;
@@ -482,24 +474,20 @@ class Policy:
         return events[first]
 
     def trigger(self, p_bc, calibration: Calibration | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Rules 2 and 9 over a whole sequence of smoothed backchannel probabilities: ``(crossing frames,
-        per-frame trigger level [n])``. ``calibration``: rule 9's state to start from, updated in place to where
-        the sequence leaves it (default a fresh one, discarded)."""
+        """Rules 2 and 9 over one session's smoothed backchannel probabilities: ``(crossing frames, per-frame
+        trigger level [n])``. ``calibration``: rule 9's state to start from (its level triggers re-arm, as at
+        every session start), updated in place to where the session leaves it (default a fresh one, discarded)."""
         p = np.asarray(p_bc, dtype=np.float64)
         n = len(p)
         if self.target_rate is None:
             return self.crossings(p), np.full(n, float(self.on))
         cal = calibration if calibration is not None else self.new_calibration()
         w, lv_on, lv_off = self.window_frames, *self._levels()
-        fired = np.zeros((n, len(lv_on)), dtype=np.int8)  # each level's own trigger, from its carried armed state
-        armed_end = cal.armed.copy()
-        for k, frames in enumerate(self.level_crossings(p, cal.armed)):
+        fired = np.zeros((n, len(lv_on)), dtype=np.int8)  # each level's own trigger
+        armed_end = np.ones(len(lv_on), dtype=bool)  # armed after the session: no crossing, or below off since
+        for k, frames in enumerate(self.level_crossings(p)):
             fired[frames, k] = 1
-            if len(frames):
-                later = np.flatnonzero(p[frames[-1]:] < lv_off[k])
-                armed_end[k] = bool(len(later))
-            elif not cal.armed[k]:
-                armed_end[k] = bool((p < lv_off[k]).any())
+            armed_end[k] = not len(frames) or bool((p[frames[-1]:] < lv_off[k]).any())
         past = np.roll(cal.ring, -(cal.seen % w), axis=0)  # the window before this sequence, oldest first
         every = np.concatenate([past, fired])
         c = np.concatenate([np.zeros((1, len(lv_on)), np.int64), np.cumsum(every, axis=0, dtype=np.int64)])
