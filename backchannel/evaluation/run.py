@@ -414,6 +414,15 @@ def _load_predictor(checkpoint):
     return load_predictor(checkpoint)
 
 
+def _train_rows(dsd, corpus: str, settings: EvalSettings, progress: bool) -> list[dict] | None:
+    """A seeded sample of whole train rows (``logistic_train_frames``) for the trained systems and the type
+    baselines; None for an empty train split."""
+    if not len(dsd["train"]):
+        return None
+    keep = sample_rows(dsd["train"]["n_frames"], settings.logistic_train_frames)
+    return load_rows(dsd["train"], f"{corpus}: train rows", progress, keep)
+
+
 def split_rates(ds) -> dict:
     """Human backchannel rate per listener-minute of a dataset split, per definition (reads only the event
     columns)."""
@@ -480,11 +489,9 @@ def evaluate(dataset_dirs, checkpoint=None, out_dir: str | Path = "runs/eval", *
         src_path = resolve_prepared(train_on, data_root)
         src_dsd, src_manifest = load_prepared(src_path)
         src_name = src_manifest.get("corpus") or src_path.name
-        keep = sample_rows(src_dsd["train"]["n_frames"], settings.logistic_train_frames) if len(src_dsd["train"]) else []
         src = {"name": src_name, "path": src_path, "manifest": src_manifest,
                "dev": load_rows(src_dsd["dev"], f"{src_name}: dev rows", progress),
-               "train": load_rows(src_dsd["train"], f"{src_name}: train rows", progress, keep) if keep else None,
-               "seconds": time.perf_counter() - t0}
+               "train": _train_rows(src_dsd, src_name, settings, progress), "seconds": time.perf_counter() - t0}
         report["train_on"] = {"corpus": src_name, "path": str(src_path), "fingerprint": src_manifest.get("fingerprint")}
     for path in paths:
         t0 = time.perf_counter()
@@ -504,16 +511,12 @@ def evaluate(dataset_dirs, checkpoint=None, out_dir: str | Path = "runs/eval", *
             if settings.stated_rates is None:
                 run_settings = replace(settings, stated_rates=transfer["target_train_rates"] or None)
             dev_rows, train_rows = src["dev"], src["train"]
-            test_rows = load_rows(dsd["test"], f"{corpus}: test rows", progress)
             name = f"{src['name']}-to-{corpus}"
         else:
             dev_rows = load_rows(dsd["dev"], f"{corpus}: dev rows", progress)
-            test_rows = load_rows(dsd["test"], f"{corpus}: test rows", progress)
-            train_rows = None
-            if len(dsd["train"]):  # trained systems and the type baselines
-                keep = sample_rows(dsd["train"]["n_frames"], settings.logistic_train_frames)
-                train_rows = load_rows(dsd["train"], f"{corpus}: train rows", progress, keep)
+            train_rows = _train_rows(dsd, corpus, settings, progress)
             name = corpus
+        test_rows = load_rows(dsd["test"], f"{corpus}: test rows", progress)
         load_s = time.perf_counter() - t0 + (src["seconds"] if src is not None else 0.0)
         section, extras = evaluate_corpus(name, dev_rows, test_rows, train_rows=train_rows, predictor=predictor,
                                           systems=systems, settings=run_settings, progress=progress, checkpoint=source,
