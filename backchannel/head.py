@@ -4,6 +4,10 @@
 - **Direct inputs** (``direct=True``): besides the backbone state, the head reads the frame's own voice
   activity of both parties and, with ``text_vocab``, its own embedding of both parties' words (the
   ``FrameInputs`` the backbone read), so exact timing and lexical cues reach it undiluted.
+- **Floor context** (``context=True``): three causal running statistics of the voice activity
+  (:func:`floor_context`): both parties' speech share over the last ~30 s and the floor party's current silence
+  relative to its own mean pause, so the head can read a pause as long or short *for this speaker* (per-speaker
+  timing normalisation; a meeting's floor pauses are half a Map Task giver's).
 - **Onset output** (``onset=True``): at frames just after a listener speech onset while the floor party holds
   the floor, the logit that this speech is a backchannel (not a take-turn): the "user backchannel vs barge-in"
   decision when the model listens to the user (roles reversed).
@@ -13,17 +17,60 @@ weights (e.g. :func:`inverse_frequency_weights`) and/or the focal loss of Lin et
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backchannel.corpora.events import ACTIONS, BACKCHANNEL
+from backchannel.frames import FRAME_S
 from backchannel.lexicon import BC_TYPES
 
 IGNORE_INDEX = -100
+#: ``floor_context``: per-frame decay of the speech shares (30 s time constant), per-pause decay of the floor
+#: party's mean pause, its prior (frames, weighing as one pause), the longest silence counted as a pause (frames,
+#: 5 s) and the voice activity at which the floor party counts as speaking.
+SHARE_DECAY = math.exp(-FRAME_S / 30.0)
+PAUSE_DECAY = 0.9
+PAUSE_PRIOR_FRAMES = 6.0
+PAUSE_CAP_FRAMES = 62.0
+VOICED = 0.5
+#: Widths of the ``floor_context`` features and of its state (zeros: no history).
+CONTEXT_DIM, CONTEXT_STATE = 3, 6
+
+
+def floor_context(va_listener: Tensor, va_speaker: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Causal per-speaker timing context of voice activity ``[B, T]`` (fractions) from ``state [B, 6]`` (zeros or
+    None: no history) -> ``(features [B, T, 3], state [B, 6])``. Features at frame t, from frames <= t only: the
+    listener's and the floor party's speech share (exponential window, 30 s), and ``log1p(s / m)`` with ``s`` the
+    floor party's current silence and ``m`` its running mean pause (frames; silences ended by the floor party
+    itself, capped at 5 s; prior 0.48 s). One code path for whole sequences and streaming steps (T = 1)."""
+    vl = va_listener.detach().to("cpu", torch.float64).numpy()
+    vs = va_speaker.detach().to("cpu", torch.float64).numpy()
+    b, n = vl.shape
+    s = np.zeros((b, CONTEXT_STATE)) if state is None else state.detach().to("cpu", torch.float64).numpy().copy()
+    out = np.empty((b, n, CONTEXT_DIM))
+    for t in range(n):
+        s[:, :3] *= SHARE_DECAY
+        s[:, 0] += vl[:, t]
+        s[:, 1] += vs[:, t]
+        s[:, 2] += 1.0
+        voiced = vs[:, t] >= VOICED
+        ended = voiced & (s[:, 3] > 0)
+        if ended.any():
+            s[ended, 4] = PAUSE_DECAY * s[ended, 4] + np.minimum(s[ended, 3], PAUSE_CAP_FRAMES)
+            s[ended, 5] = PAUSE_DECAY * s[ended, 5] + 1.0
+        s[:, 3] = np.where(voiced, 0.0, s[:, 3] + 1.0)
+        out[:, t, 0] = s[:, 0] / s[:, 2]
+        out[:, t, 1] = s[:, 1] / s[:, 2]
+        out[:, t, 2] = np.log1p(s[:, 3] * (s[:, 5] + 1.0) / (s[:, 4] + PAUSE_PRIOR_FRAMES))
+    dtype = va_listener.dtype if va_listener.is_floating_point() else torch.float32
+    return (torch.from_numpy(out).to(va_listener.device, dtype),
+            torch.from_numpy(s).to(va_listener.device, torch.float32))
 
 
 class HeadOutputs(NamedTuple):
@@ -37,7 +84,8 @@ class HeadOutputs(NamedTuple):
 class TimingHead(nn.Module):
     """``kind="gru"``: LayerNorm -> one GRU layer -> linear outputs (carries a hidden state in ``step``);
     ``kind="mlp"``: LayerNorm -> Linear -> GELU -> linear outputs (frame-wise). See the module docstring for
-    ``direct``, ``text_vocab`` (ids of ``text.TextTokenizer``, 0 = no text embedding), ``text_dim`` and ``onset``.
+    ``direct``, ``text_vocab`` (ids of ``text.TextTokenizer``, 0 = no text embedding), ``text_dim``, ``context``
+    (GRU only: ``step``'s state then carries the ``floor_context`` state after the hidden units) and ``onset``.
 
     ``forward(x [B, T, input_dim], inputs=None) -> HeadOutputs``; ``inputs``: the ``FrameInputs`` (or dict)
     the backbone read, needed when ``direct``.
@@ -45,15 +93,17 @@ class TimingHead(nn.Module):
 
     def __init__(self, input_dim: int, hidden: int = 64, kind: str = "gru", dropout: float = 0.0,
                  n_actions: int = len(ACTIONS), n_types: int = len(BC_TYPES), *, direct: bool = False,
-                 text_vocab: int = 0, text_dim: int = 16, onset: bool = False):
+                 text_vocab: int = 0, text_dim: int = 16, context: bool = False, onset: bool = False):
         super().__init__()
         if kind not in ("gru", "mlp"):
             raise ValueError(f"head kind must be 'gru' or 'mlp', got {kind!r}")
         if text_vocab and not direct:
             raise ValueError("a head text embedding (text_vocab) needs direct=True")
-        self.kind, self.hidden, self.direct = kind, hidden, direct
+        if context and (not direct or kind != "gru"):
+            raise ValueError("the floor context (context=True) needs direct=True and kind='gru'")
+        self.kind, self.hidden, self.direct, self.context = kind, hidden, direct, context
         self.text = nn.Embedding(text_vocab, text_dim, padding_idx=0) if text_vocab else None
-        extra = (2 + (2 * text_dim if text_vocab else 0)) if direct else 0
+        extra = (2 + (2 * text_dim if text_vocab else 0) + (CONTEXT_DIM if context else 0)) if direct else 0
         self.norm = nn.LayerNorm(input_dim)
         width = input_dim + extra
         if kind == "gru":
@@ -65,7 +115,7 @@ class TimingHead(nn.Module):
         self.bc_type = nn.Linear(hidden, n_types)
         self.onset = nn.Linear(hidden, 1) if onset else None
 
-    def _input(self, x: Tensor, inputs: Mapping | None) -> Tensor:
+    def _input(self, x: Tensor, inputs: Mapping | None, context: Tensor | None = None) -> Tensor:
         h = self.norm(x)
         if not self.direct:
             return h
@@ -76,22 +126,27 @@ class TimingHead(nn.Module):
             ids = inputs["text_ids"].long().clamp(0, self.text.num_embeddings - 1)  # [..., 2, K]
             e = self.text(ids).sum(-2)  # [..., 2, text_dim]
             parts.append(e.flatten(-2).to(h.dtype))
+        if context is not None:
+            parts.append(context.to(h.dtype))
         return torch.cat(parts, dim=-1)
 
     def _outputs(self, h: Tensor) -> HeadOutputs:
         return HeadOutputs(self.action(h), self.bc_type(h), self.onset(h)[..., 0] if self.onset is not None else None)
 
     def forward(self, x: Tensor, inputs: Mapping | None = None) -> HeadOutputs:
-        h = self._input(x, inputs)
+        """Whole sequences ``x [B, T, input_dim]``, each from the start of its session."""
+        context = floor_context(inputs["va_listener"], inputs["va_speaker"])[0] if self.context else None
+        h = self._input(x, inputs, context)
         h = self.body(h)[0] if self.kind == "gru" else self.body(h)
         return self._outputs(self.drop(h))
 
     def init_state(self, batch_size: int = 1) -> Tensor | None:
-        """GRU hidden ``[1, B, hidden]`` of zeros (``None`` for the MLP)."""
+        """GRU hidden ``[1, B, hidden]`` of zeros, with ``context`` ``[1, B, hidden + 6]`` (``None`` for the MLP)."""
         if self.kind == "mlp":
             return None
         w = self.action.weight
-        return torch.zeros(1, batch_size, self.hidden, device=w.device, dtype=w.dtype)
+        width = self.hidden + (CONTEXT_STATE if self.context else 0)
+        return torch.zeros(1, batch_size, width, device=w.device, dtype=w.dtype)
 
     @torch.inference_mode()
     def reset(self, state: Tensor | None, mask) -> None:
@@ -103,12 +158,20 @@ class TimingHead(nn.Module):
     def step(self, state: Tensor | None, x: Tensor, inputs: Mapping | None = None) -> tuple[HeadOutputs, Tensor | None]:
         """One frame ``x [B, input_dim]`` (and its ``inputs`` when ``direct``) -> ``(HeadOutputs, state)``. A
         stream whose new hidden state is not finite keeps its old one (one bad frame costs that frame only)."""
-        h = self._input(x, inputs)
+        context = None
+        if self.context:
+            context, ctx_state = floor_context(inputs["va_listener"][:, None], inputs["va_speaker"][:, None],
+                                               state[0, :, self.hidden:])
+            context = context[:, 0]
+        h = self._input(x, inputs, context)
         if self.kind == "gru":
-            g = self.body
-            h = torch.gru_cell(h, state[0], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
+            g, old = self.body, state[0, :, :self.hidden]
+            h = torch.gru_cell(h, old, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
             ok = torch.isfinite(h).all(dim=-1, keepdim=True)
-            state = torch.where(ok, h, state[0]).unsqueeze(0)
+            h_state = torch.where(ok, h, old)
+            if self.context:
+                h_state = torch.cat([h_state, torch.where(ok, ctx_state.to(h_state), state[0, :, self.hidden:])], -1)
+            state = h_state.unsqueeze(0)
         else:
             h = self.body(h)
         return self._outputs(h), state
@@ -117,7 +180,8 @@ class TimingHead(nn.Module):
         """What rebuilds this head (``TimingHead(**config)``)."""
         return {"input_dim": self.norm.normalized_shape[0], "hidden": self.hidden, "kind": self.kind,
                 "direct": self.direct, "text_vocab": self.text.num_embeddings if self.text is not None else 0,
-                "text_dim": self.text.embedding_dim if self.text is not None else 16, "onset": self.onset is not None}
+                "text_dim": self.text.embedding_dim if self.text is not None else 16, "context": self.context,
+                "onset": self.onset is not None}
 
 
 def focal_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = None,

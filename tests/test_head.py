@@ -9,7 +9,15 @@ import torch.nn.functional as F
 
 from backchannel.backbones import FrameFeatures
 from backchannel.corpora.events import BACKCHANNEL, SILENT, TAKE_TURN
-from backchannel.head import TimingHead, focal_cross_entropy, head_loss, inverse_frequency_weights
+from backchannel.head import (
+    PAUSE_PRIOR_FRAMES,
+    SHARE_DECAY,
+    TimingHead,
+    floor_context,
+    focal_cross_entropy,
+    head_loss,
+    inverse_frequency_weights,
+)
 
 
 @pytest.mark.parametrize("kind", ["gru", "mlp"])
@@ -155,3 +163,67 @@ def test_onset_loss_is_class_balanced_and_masked():
     bce_neg = -math.log(1 - 1 / (1 + math.exp(-2.0)))  # the one negative
     assert out["onset_loss"].item() == pytest.approx(0.5 * bce_pos + 0.5 * bce_neg, rel=1e-6)
     assert out["loss"].item() == pytest.approx(out["action_loss"].item() + 2.0 * out["onset_loss"].item(), rel=1e-6)
+
+
+def test_floor_context_hand_computed():
+    """Speech shares (exponential window) and the floor silence relative to the floor party's mean pause."""
+    a = SHARE_DECAY
+    va_l = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
+    va_s = torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0, 0.0]])
+    feats, state = floor_context(va_l, va_s)
+    assert PAUSE_PRIOR_FRAMES == 6.0 and feats.shape == (1, 6, 3)
+    w = [sum(a ** k for k in range(t + 1)) for t in range(6)]
+    torch.testing.assert_close(feats[0, :, 1], torch.tensor([1.0, 1.0, (a * a + a) / w[2], (a ** 3 + a ** 2) / w[3],
+                                                           (a ** 4 + a ** 3 + 1) / w[4],
+                                                           (a ** 5 + a ** 4 + a) / w[5]]))
+    torch.testing.assert_close(feats[0, :, 0], torch.tensor([0.0, 0.0, 1 / w[2], a / w[3], a * a / w[4],
+                                                           a ** 3 / w[5]]))
+    # silence 1 and 2 frames against the prior mean 6 frames; the 2-frame pause ends at frame 4, so the mean is
+    # (2 + 6) / (1 + 1) = 4 frames at frame 5
+    torch.testing.assert_close(feats[0, :, 2], torch.log(torch.tensor([1.0, 1.0, 7 / 6, 4 / 3, 1.0, 1.25])))
+    torch.testing.assert_close(state[0, 3:], torch.tensor([1.0, 2.0, 1.0]))  # current silence, pause sum, count
+
+
+def test_floor_context_caps_long_silences_and_streams_in_pieces():
+    """A silence longer than 5 s counts as a 62-frame pause; running in two pieces with the state carried
+    equals one run, and a future change leaves the past untouched (causal)."""
+    va_s = torch.cat([torch.ones(3), torch.zeros(100), torch.ones(2), torch.zeros(1)])[None]
+    feats, _ = floor_context(torch.zeros_like(va_s), va_s)
+    assert feats[0, -1, 2].item() == pytest.approx(math.log1p(2 / (62 + 6)))
+    torch.manual_seed(5)
+    va_l, va_s = torch.rand(2, 90), (torch.rand(2, 90) > 0.4).float()
+    whole, end = floor_context(va_l, va_s)
+    first, mid = floor_context(va_l[:, :50], va_s[:, :50])
+    second, end2 = floor_context(va_l[:, 50:], va_s[:, 50:], mid)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    torch.testing.assert_close(end2, end)
+    changed = va_s.clone()
+    changed[:, 60:] = 1 - changed[:, 60:]
+    torch.testing.assert_close(floor_context(va_l, changed)[0][:, :60], whole[:, :60])
+
+
+def test_context_head_streams_resets_per_row_and_rebuilds():
+    """A head with the floor context: streaming equals batched; the context changes its output; a reset
+    zeroes one row's GRU and context state only; it needs direct inputs and a GRU."""
+    torch.manual_seed(4)
+    head = TimingHead(10, hidden=8, direct=True, context=True).eval()
+    x = torch.randn(2, 25, 10)
+    inputs = {"va_listener": torch.rand(2, 25), "va_speaker": (torch.rand(2, 25) > 0.5).float()}
+    with torch.no_grad():
+        out = head(x, inputs)
+        plain = TimingHead(10, hidden=8, direct=True)
+        plain.load_state_dict({k: v[..., :12] if k == "body.weight_ih_l0" else v for k, v in head.state_dict().items()})
+        assert not torch.allclose(plain.eval()(x, inputs).action, out.action)
+    state, steps = head.init_state(2), []
+    assert state.shape == (1, 2, 8 + 6)
+    for t in range(25):
+        o, state = head.step(state, x[:, t], {k: v[:, t] for k, v in inputs.items()})
+        steps.append(o.action)
+    torch.testing.assert_close(torch.stack(steps, 1), out.action, atol=1e-5, rtol=0)
+    kept = state[0, 1].clone()
+    head.reset(state, torch.tensor([True, False]))
+    assert not state[0, 0].any() and torch.equal(state[0, 1], kept)
+    assert TimingHead(**head.config()).config() == head.config() and head.config()["context"] is True
+    for kwargs in ({"direct": False}, {"direct": True, "kind": "mlp"}):
+        with pytest.raises(ValueError, match="context"):
+            TimingHead(10, context=True, **kwargs)

@@ -28,7 +28,8 @@ N_FRAMES = 400  # frames replayed (32 s): 25 times the tiny backbone's 16-frame 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A 3-dialogue demo dataset, a tiny pretrained backbone and a tiny head trained on it (as
-    ``tests/test_train.py`` does)."""
+    ``tests/test_train.py`` does), reading the frame inputs and the floor context too (``context``: its
+    state rides in the head state, so the streaming replays below cover it)."""
     root = tmp_path_factory.mktemp("load_listener")
     dialogues = list(load_maptask(make_demo_corpus(root / "src", n_dialogues=3)))
     for d in dialogues:
@@ -37,7 +38,7 @@ def work(tmp_path_factory):
     run("backbone", ["--config", config("tiny_backbone"), "--data.corpora", f"[{root / 'demo'}]",
                      "--trainer.default_root_dir", str(root / "bb")])
     w = {"root": root, "data": root / "demo", "backbone": root / "bb" / "checkpoints" / "last.ckpt"}
-    run("head", head_args(w, "head"))
+    run("head", head_args(w, "head", "--model.direct", "true", "--model.context", "true"))
     return w | {"head": root / "head" / "checkpoints" / "last.ckpt"}
 
 
@@ -66,6 +67,7 @@ def test_loaded_listener_equals_offline_predictions(work):
     assert listener.checkpoint["checkpoint_sha256"] == pred.sha256 and listener.checkpoint["backbone"] == "timing"
     assert listener.features.tokenizer.k == pred.meta["backbone_config"]["text_k"]
     assert not listener.head.training and not listener.backbone.training
+    assert listener.head.context and listener.head_state.shape[-1] == listener.head.hidden + 6
     decisions = run_offline(listener, row)
 
     assert [d.frame for d in decisions] == list(range(N_FRAMES)) and not any(d.fault for d in decisions)

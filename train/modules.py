@@ -362,8 +362,9 @@ class HeadModule(L.LightningModule):
     text; the ablation).
 
     Head options (``backchannel.head.TimingHead``): ``direct`` (the head also reads the frame's voice activity
-    and, with ``text_dim > 0`` and a text backbone, its own embedding of the words), ``onset`` (the
-    user-onset output, trained with weight ``onset_loss_weight`` on ``evaluation.user_onsets.onset_targets``).
+    and, with ``text_dim > 0`` and a text backbone, its own embedding of the words), ``context`` (the floor
+    context, ``head.floor_context``: running speech shares and the floor pause relative to the speaker's own),
+    ``onset`` (the user-onset output, trained with weight ``onset_loss_weight`` on ``evaluation.user_onsets.onset_targets``).
 
     Loss: ``head_loss`` with action class weights (``class_weights="inverse"``: inverse frequency of
     the train frames to the power ``class_weight_power``; or an explicit list of 3; or None) and an
@@ -379,7 +380,7 @@ class HeadModule(L.LightningModule):
                  warmup: float = 0.05, schedule: Schedule = "cosine", class_weights: str | list[float] | None = "inverse",
                  class_weight_power: float = 0.5, focal_gamma: float = 0.0, type_loss_weight: float = 0.5,
                  margin: tuple[float, float] = (-0.5, 0.5), direct: bool = False, text_dim: int = 0,
-                 onset: bool = False, onset_loss_weight: float = 0.5):
+                 context: bool = False, onset: bool = False, onset_loss_weight: float = 0.5):
         super().__init__()
         if class_weights not in (None, "inverse") and (isinstance(class_weights, str) or len(class_weights) != 3):
             raise ValueError(f"class_weights must be 'inverse', None or 3 numbers, got {class_weights!r}")
@@ -425,7 +426,7 @@ class HeadModule(L.LightningModule):
                 p.requires_grad_(False)
         text_vocab = self.backbone.config.vocab_size if direct and text_dim and self.use_text else 0
         self.head = TimingHead(self.backbone.hidden_size, hidden=hidden, kind=kind, dropout=dropout, direct=direct,
-                               text_vocab=text_vocab, text_dim=text_dim or 16, onset=onset)
+                               text_vocab=text_vocab, text_dim=text_dim or 16, context=context, onset=onset)
         self.register_buffer("class_weight", torch.ones(3))
         self.run_config = None
         self._val = None
