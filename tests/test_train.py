@@ -18,10 +18,13 @@ from backchannel.train.cli import register, run, summary
 from backchannel.train.data import (
     CachedRow,
     CropSampler,
+    FeatureCrops,
     HeadDataModule,
     RowStore,
     VAPCrops,
+    add_floor_context,
     build_feature_cache,
+    collate_features,
     extract_features,
     hangover_of,
     vad_hangover,
@@ -447,3 +450,27 @@ def test_vad_hangover_holds_speech_past_its_end_causally():
     assert vad_hangover(va, 2)[:6].tolist() == vad_hangover(changed, 2)[:6].tolist()  # the future never matters
     draws = {hangover_of(0, ("d", i), (1, 2)) for i in range(40)}
     assert draws == {1, 2} and hangover_of(0, "x", (1, 2)) == hangover_of(0, "x", (1, 2))
+
+
+def test_training_crops_see_the_floor_context_of_the_whole_session():
+    """A context head's crop carries ``floor_context`` computed from the row's start (warm, as a session is at
+    that frame), not restarted at the crop; the head reads it instead of recomputing from the crop."""
+    from backchannel.head import TimingHead, floor_context
+
+    rng = np.random.default_rng(0)
+    n = 300
+    va = np.stack([rng.random(n) > 0.7, rng.random(n) > 0.4], 1).astype(np.float16)
+    row = CachedRow("demo", "d1", "f", rng.standard_normal((n, 6)).astype(np.float16), np.zeros(n, np.int64),
+                    np.full(n, -1), np.zeros(0), va)
+    add_floor_context([row])
+    whole = floor_context(torch.from_numpy(va[None, :, 0].astype(np.float32)),
+                          torch.from_numpy(va[None, :, 1].astype(np.float32)))[0][0]
+    batch = collate_features([FeatureCrops([row])[(0, 200, 60)]])
+    torch.testing.assert_close(batch["inputs"]["context"][0], whole[200:260])
+    cold = floor_context(batch["inputs"]["va_listener"], batch["inputs"]["va_speaker"])[0][0]
+    assert not torch.allclose(cold, whole[200:260])
+    head = TimingHead(6, hidden=4, direct=True, context=True).eval()
+    with torch.no_grad():
+        warm_out = head(batch["features"], batch["inputs"]).action
+        cold_out = head(batch["features"], {k: v for k, v in batch["inputs"].items() if k != "context"}).action
+    assert not torch.allclose(warm_out, cold_out)

@@ -464,6 +464,7 @@ class CachedRow:
     va: np.ndarray | None = None  # float16 [T, 2]: listener, floor party
     text_ids: np.ndarray | None = None  # int16 [T, 2, K]
     onset: np.ndarray | None = None  # int64 [T]: 1 / 0 / -1 (evaluation.user_onsets.onset_targets)
+    context: np.ndarray | None = None  # float32 [T, 3]: head.floor_context over the whole row (a context head's)
 
     def __len__(self) -> int:
         return len(self.action)
@@ -475,6 +476,8 @@ class CachedRow:
         out = {"va_listener": va[:, 0], "va_speaker": va[:, 1]}
         if self.text_ids is not None and self.text_ids.size:
             out["text_ids"] = torch.from_numpy(self.text_ids[start:stop].astype(np.int64))
+        if self.context is not None:
+            out["context"] = torch.from_numpy(self.context[start:stop])
         return out
 
 
@@ -492,6 +495,16 @@ def cached_rows(ds: Dataset) -> list[CachedRow]:
                              np.asarray(r["va"], dtype=np.float16), ids.reshape(n, 2, -1) if ids.size else None,
                              np.asarray(r["onset"], dtype=np.int64)))
     return out
+
+
+def add_floor_context(rows: Sequence[CachedRow]) -> None:
+    """Set each row's ``context``: ``head.floor_context`` over the whole row, so that a training crop sees the
+    context as warm as a session does at that frame (the evaluation and the plugin run whole sessions)."""
+    from backchannel.head import floor_context
+
+    for r in rows:
+        va = torch.from_numpy(r.va.astype(np.float32)) if r.va is not None else torch.zeros(len(r), 2)
+        r.context = floor_context(va[None, :, 0], va[None, :, 1])[0][0].numpy()
 
 
 class FeatureCrops(torch.utils.data.Dataset):
@@ -581,6 +594,8 @@ class HeadDataModule(L.LightningDataModule):
         if self.train_rows is None:
             module = self.trainer.lightning_module
             self.build(module.feature_backbone(), module.backbone_name, module.backbone_hash, module.use_text)
+            if getattr(getattr(module, "head", None), "context", False):
+                add_floor_context(self.train_rows + self.dev_rows)
 
     def label_counts(self) -> np.ndarray:
         """Frames per action class in the train rows ``[3]`` (frames labelled -1, no target, left out)."""
