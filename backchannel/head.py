@@ -85,9 +85,7 @@ class TimingHead(nn.Module):
     """``kind="gru"``: LayerNorm -> one GRU layer -> linear outputs (carries a hidden state in ``step``);
     ``kind="mlp"``: LayerNorm -> Linear -> GELU -> linear outputs (frame-wise). See the module docstring for
     ``direct``, ``text_vocab`` (ids of ``text.TextTokenizer``, 0 = no text embedding), ``text_dim``, ``context``
-    (GRU only; ``True`` / ``"input"``: the GRU reads it; ``"action"``: a linear term on the action logits only, so
-    the type and onset outputs do not see it; ``step``'s state then carries the ``floor_context`` state after the
-    hidden units) and ``onset``.
+    (GRU only: ``step``'s state then carries the ``floor_context`` state after the hidden units) and ``onset``.
 
     ``forward(x [B, T, input_dim], inputs=None) -> HeadOutputs``; ``inputs``: the ``FrameInputs`` (or dict)
     the backbone read, needed when ``direct``.
@@ -95,20 +93,17 @@ class TimingHead(nn.Module):
 
     def __init__(self, input_dim: int, hidden: int = 64, kind: str = "gru", dropout: float = 0.0,
                  n_actions: int = len(ACTIONS), n_types: int = len(BC_TYPES), *, direct: bool = False,
-                 text_vocab: int = 0, text_dim: int = 16, context: bool | str = False, onset: bool = False):
+                 text_vocab: int = 0, text_dim: int = 16, context: bool = False, onset: bool = False):
         super().__init__()
         if kind not in ("gru", "mlp"):
             raise ValueError(f"head kind must be 'gru' or 'mlp', got {kind!r}")
         if text_vocab and not direct:
             raise ValueError("a head text embedding (text_vocab) needs direct=True")
-        mode = {False: None, None: None, True: "input", "input": "input", "action": "action"}.get(context, "?")
-        if mode == "?":
-            raise ValueError(f"context must be False, True / 'input' or 'action', got {context!r}")
-        if mode and (not direct or kind != "gru"):
+        if context and (not direct or kind != "gru"):
             raise ValueError("the floor context (context=True) needs direct=True and kind='gru'")
-        self.kind, self.hidden, self.direct, self.context_mode = kind, hidden, direct, mode
+        self.kind, self.hidden, self.direct, self.context = kind, hidden, direct, bool(context)
         self.text = nn.Embedding(text_vocab, text_dim, padding_idx=0) if text_vocab else None
-        extra = (2 + (2 * text_dim if text_vocab else 0) + (CONTEXT_DIM if mode == "input" else 0)) if direct else 0
+        extra = (2 + (2 * text_dim if text_vocab else 0) + (CONTEXT_DIM if context else 0)) if direct else 0
         self.norm = nn.LayerNorm(input_dim)
         width = input_dim + extra
         if kind == "gru":
@@ -119,16 +114,6 @@ class TimingHead(nn.Module):
         self.action = nn.Linear(hidden, n_actions)
         self.bc_type = nn.Linear(hidden, n_types)
         self.onset = nn.Linear(hidden, 1) if onset else None
-        self.action_context = None
-        if mode == "action":  # a context term on the action logits only, starting at 0
-            self.action_context = nn.Linear(CONTEXT_DIM, n_actions)
-            nn.init.zeros_(self.action_context.weight)
-            nn.init.zeros_(self.action_context.bias)
-
-    @property
-    def context(self) -> bool:
-        """Whether the head reads the floor context (its state then rides after the GRU units)."""
-        return self.context_mode is not None
 
     def _input(self, x: Tensor, inputs: Mapping | None, context: Tensor | None = None) -> Tensor:
         h = self.norm(x)
@@ -141,15 +126,12 @@ class TimingHead(nn.Module):
             ids = inputs["text_ids"].long().clamp(0, self.text.num_embeddings - 1)  # [..., 2, K]
             e = self.text(ids).sum(-2)  # [..., 2, text_dim]
             parts.append(e.flatten(-2).to(h.dtype))
-        if self.context_mode == "input":
+        if context is not None:
             parts.append(context.to(h.dtype))
         return torch.cat(parts, dim=-1)
 
-    def _outputs(self, h: Tensor, context: Tensor | None = None) -> HeadOutputs:
-        action = self.action(h)
-        if self.action_context is not None:
-            action = action + self.action_context(context.to(h.dtype))
-        return HeadOutputs(action, self.bc_type(h), self.onset(h)[..., 0] if self.onset is not None else None)
+    def _outputs(self, h: Tensor) -> HeadOutputs:
+        return HeadOutputs(self.action(h), self.bc_type(h), self.onset(h)[..., 0] if self.onset is not None else None)
 
     def forward(self, x: Tensor, inputs: Mapping | None = None) -> HeadOutputs:
         """Whole sequences ``x [B, T, input_dim]``, each from the start of its session (with ``context``, unless
@@ -161,7 +143,7 @@ class TimingHead(nn.Module):
                                                                                   inputs["va_speaker"])[0]
         h = self._input(x, inputs, context)
         h = self.body(h)[0] if self.kind == "gru" else self.body(h)
-        return self._outputs(self.drop(h), context)
+        return self._outputs(self.drop(h))
 
     def init_state(self, batch_size: int = 1) -> Tensor | None:
         """GRU hidden ``[1, B, hidden]`` of zeros, with ``context`` ``[1, B, hidden + 6]`` (``None`` for the MLP)."""
@@ -197,14 +179,13 @@ class TimingHead(nn.Module):
             state = h_state.unsqueeze(0)
         else:
             h = self.body(h)
-        return self._outputs(h, context), state
+        return self._outputs(h), state
 
     def config(self) -> dict:
         """What rebuilds this head (``TimingHead(**config)``)."""
         return {"input_dim": self.norm.normalized_shape[0], "hidden": self.hidden, "kind": self.kind,
                 "direct": self.direct, "text_vocab": self.text.num_embeddings if self.text is not None else 0,
-                "text_dim": self.text.embedding_dim if self.text is not None else 16,
-                "context": {"input": True, "action": "action"}.get(self.context_mode, False),
+                "text_dim": self.text.embedding_dim if self.text is not None else 16, "context": self.context,
                 "onset": self.onset is not None}
 
 

@@ -228,27 +228,3 @@ def test_context_head_streams_resets_per_row_and_rebuilds():
         with pytest.raises(ValueError, match="context"):
             TimingHead(10, context=True, **kwargs)
 
-
-def test_action_context_reaches_the_action_logits_only():
-    """``context="action"``: a linear context term on the action logits (zero at init: the head starts as one
-    without context); the type and onset outputs do not see the context; streaming equals batched."""
-    torch.manual_seed(6)
-    head = TimingHead(10, hidden=8, direct=True, context="action", onset=True).eval()
-    x = torch.randn(2, 25, 10)
-    inputs = {"va_listener": torch.rand(2, 25), "va_speaker": (torch.rand(2, 25) > 0.5).float()}
-    with torch.no_grad():
-        start = head(x, inputs)
-        torch.nn.init.normal_(head.action_context.weight)
-        out = head(x, inputs)
-    assert not torch.allclose(out.action, start.action)
-    torch.testing.assert_close(out.bc_type, start.bc_type)
-    torch.testing.assert_close(out.onset, start.onset)
-    state, steps = head.init_state(2), []
-    assert state.shape == (1, 2, 8 + 6)
-    for t in range(25):
-        o, state = head.step(state, x[:, t], {k: v[:, t] for k, v in inputs.items()})
-        steps.append(o.action)
-    torch.testing.assert_close(torch.stack(steps, 1), out.action, atol=1e-5, rtol=0)
-    assert TimingHead(**head.config()).config() == head.config() and head.config()["context"] == "action"
-    with pytest.raises(ValueError, match="context must be"):
-        TimingHead(10, direct=True, context="gru")

@@ -380,8 +380,7 @@ class HeadModule(L.LightningModule):
                  warmup: float = 0.05, schedule: Schedule = "cosine", class_weights: str | list[float] | None = "inverse",
                  class_weight_power: float = 0.5, focal_gamma: float = 0.0, type_loss_weight: float = 0.5,
                  margin: tuple[float, float] = (-0.5, 0.5), direct: bool = False, text_dim: int = 0,
-                 context: bool | Literal["input", "action"] = False, onset: bool = False,
-                 onset_loss_weight: float = 0.5):
+                 context: bool = False, onset: bool = False, onset_loss_weight: float = 0.5):
         super().__init__()
         if class_weights not in (None, "inverse") and (isinstance(class_weights, str) or len(class_weights) != 3):
             raise ValueError(f"class_weights must be 'inverse', None or 3 numbers, got {class_weights!r}")
