@@ -364,7 +364,8 @@ class HeadModule(L.LightningModule):
     Head options (``backchannel.head.TimingHead``): ``direct`` (the head also reads the frame's voice activity
     and, with ``text_dim > 0`` and a text backbone, its own embedding of the words), ``context`` (the floor
     context, ``head.floor_context``: running speech shares and the floor pause relative to the speaker's own),
-    ``onset`` (the user-onset output, trained with weight ``onset_loss_weight`` on ``evaluation.user_onsets.onset_targets``).
+    ``onset`` (the user-onset output, trained with weight ``onset_loss_weight`` on
+    ``evaluation.user_onsets.onset_targets``).
 
     Loss: ``head_loss`` with action class weights (``class_weights="inverse"``: inverse frequency of
     the train frames to the power ``class_weight_power``; or an explicit list of 3; or None) and an
