@@ -594,7 +594,7 @@ class HeadDataModule(L.LightningDataModule):
         if self.train_rows is None:
             module = self.trainer.lightning_module
             self.build(module.feature_backbone(), module.backbone_name, module.backbone_hash, module.use_text)
-            if getattr(getattr(module, "head", None), "context", False):
+            if module.head.context:
                 add_floor_context(self.train_rows + self.dev_rows)
 
     def label_counts(self) -> np.ndarray:
