@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from backchannel.evaluation.run import type_section
-from backchannel.evaluation.scoring import type_report
+from backchannel.evaluation.scoring import type_log_loss, type_report
 from backchannel.evaluation.systems import TypeBaseline
 from backchannel.evaluation.user_onsets import (
     decision_frame,
@@ -170,3 +170,13 @@ def test_type_section_lists_baselines_and_systems():
     baselines = {k: v["macro_f1"] for k, v in sec["systems"].items() if k.startswith("type_")}
     assert sec["best_baseline"] == max(baselines, key=baselines.get)
     assert type_section([typed_row(["a"], [-1])], TEST, {}) == {}  # no typed train frame: no type section
+    # the train prior [2/7, 3/7, 0, 2/7, 0] on the test types 0, 3, 3, 0, 1: -(4 ln 2/7 + ln 3/7) / 5
+    assert sec["prior_log_loss"] == pytest.approx(-(4 * np.log(2 / 7) + np.log(3 / 7)) / 5)
+
+
+def test_type_log_loss_by_hand():
+    # typed frames 0 and 1 (frame 2 untyped); frame 1's probabilities are normalised first (sum 2 -> 0.25, 0.75)
+    row = typed_row(["", "", ""], [0, 1, -1])
+    probs = np.array([[0.5, 0.5, 0, 0, 0], [0.5, 1.5, 0, 0, 0], [1, 0, 0, 0, 0]])
+    assert type_log_loss([probs], [row]) == pytest.approx(-(np.log(0.5) + np.log(0.75)) / 2)
+    assert np.isnan(type_log_loss([probs], [typed_row(["", "", ""], [-1, -1, -1])]))

@@ -6,6 +6,7 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from backchannel.train.data import (
     hangover_of,
     vad_hangover,
 )
-from backchannel.train.modules import CheckpointError, load_checkpoint
+from backchannel.train.modules import CheckpointError, HeadModule, load_checkpoint
 from backchannel.train.predict import load_predictor
 
 from backchannel.backbones.timing import vap_targets
@@ -299,6 +300,31 @@ def test_label_counts_leave_out_masked_frames():
     assert dm.label_counts().tolist() == [2, 1, 1]
 
 
+def test_type_weights_come_from_the_backchannel_frames_of_the_train_rows():
+    # type labels count on BACKCHANNEL frames only (the type loss's frames): 3 continuer, 1 agreement, none else;
+    # the SILENT frame's type 1 and the masked frame's type 3 do not count
+    dm = HeadDataModule(["unused"])
+    z = np.zeros(0)
+    action = np.array([1, 1, 1, 1, 0, -1, 2])
+    bc_type = np.array([0, 0, 1, 0, 1, 3, -1])
+    dm.train_rows = [CachedRow("c", "d", "A", np.zeros((7, 2), np.float16), action, bc_type, z)]
+    assert dm.type_counts().tolist() == [3, 1, 0, 0, 0]
+    # (N / (C n_c)) ** 0.5 with N = 4, C = 5: continuer (4/15) ** 0.5, agreement (4/5) ** 0.5, unseen types 0
+    expected = [(4 / 15) ** 0.5, (4 / 5) ** 0.5, 0.0, 0.0, 0.0]
+    module = HeadModule(backbone="raw", type_weights="inverse")
+    module.trainer = SimpleNamespace(datamodule=dm)
+    dm.label_counts = lambda: np.array([2, 4, 1])
+    module.setup("fit")
+    assert module.type_weight.tolist() == pytest.approx(expected)
+    assert "type_weight" not in module.state_dict()   # checkpoints without it (older heads) still load
+    balanced = HeadModule(backbone="raw", type_weights="balanced")   # power 1: 4/15 and 4/5
+    balanced.trainer = SimpleNamespace(datamodule=dm)
+    balanced.setup("fit")
+    assert balanced.type_weight.tolist() == pytest.approx([4 / 15, 4 / 5, 0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="type_weights must be 'inverse', 'balanced' or None"):
+        HeadModule(backbone="raw", type_weights="uniform")
+
+
 # --------------------------------------------------------------------------- time cap, end of run, CLI
 
 class FakeClock:
@@ -335,8 +361,6 @@ def test_time_cap_ends_validated_with_a_best_ckpt(work, tmp_path, monkeypatch):
 def test_final_validation_stops_when_the_time_left_is_shorter_than_a_validation(monkeypatch):
     """After a 30 s validation, a run with 20 s left under its cap stops now (the final validation fits);
     with 40 s left it goes on."""
-    from types import SimpleNamespace
-
     import lightning.pytorch.callbacks.timer as timer_module
     from backchannel.train.modules import FinalValidation
     from lightning.pytorch.callbacks import Timer

@@ -30,6 +30,7 @@ import lightning as L
 import numpy as np
 import torch
 from backchannel.corpora.dataset import load_prepared
+from backchannel.corpora.events import BACKCHANNEL
 from backchannel.corpora.framing import heard_listener
 from datasets import Array2D, Dataset, Features, List, Value
 from datasets.arrow_writer import ArrowWriter
@@ -39,6 +40,7 @@ from tqdm import tqdm
 from backchannel.backbones.timing import IGNORE_INDEX, vap_bin_weights, vap_targets
 from backchannel.frames import FRAME_S
 from backchannel.inputs import FrameInputs, pad_stack
+from backchannel.lexicon import BC_TYPES
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, TextTokenizer, tokenizer_for
 
 VAP_HORIZON = vap_bin_weights().shape[0]  # 25 frames (2 s) of future needed for a VAP target
@@ -601,6 +603,11 @@ class HeadDataModule(L.LightningDataModule):
         """Frames per action class in the train rows ``[3]`` (frames labelled -1, no target, left out)."""
         action = np.concatenate([r.action for r in self.train_rows])
         return np.bincount(action[action >= 0], minlength=3)
+
+    def type_counts(self) -> np.ndarray:
+        """BACKCHANNEL frames per backchannel type in the train rows ``[len(BC_TYPES)]`` (the type loss's frames)."""
+        types = np.concatenate([r.bc_type[r.action == BACKCHANNEL] for r in self.train_rows])
+        return np.bincount(types[types >= 0], minlength=len(BC_TYPES))
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams

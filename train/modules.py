@@ -37,6 +37,7 @@ from backchannel.backbones.timing import (
 )
 from backchannel.evaluation.tuning import PolicyGrid, tune_backchannel
 from backchannel.head import TimingHead, head_loss, inverse_frequency_weights
+from backchannel.lexicon import BC_TYPES
 from backchannel.metrics import frame_scores, shift_hold_scores
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, tokenizer_for
 
@@ -380,11 +381,14 @@ class HeadModule(L.LightningModule):
                  hidden: int = 64, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 0.01,
                  warmup: float = 0.05, schedule: Schedule = "cosine", class_weights: str | list[float] | None = "inverse",
                  class_weight_power: float = 0.5, focal_gamma: float = 0.0, type_loss_weight: float = 0.5,
+                 type_weights: Literal["inverse", "balanced"] | None = None,
                  margin: tuple[float, float] = (-0.5, 0.5), direct: bool = False, text_dim: int = 0,
                  context: bool = False, onset: bool = False, onset_loss_weight: float = 0.5):
         super().__init__()
         if class_weights not in (None, "inverse") and (isinstance(class_weights, str) or len(class_weights) != 3):
             raise ValueError(f"class_weights must be 'inverse', None or 3 numbers, got {class_weights!r}")
+        if type_weights not in (None, "inverse", "balanced"):
+            raise ValueError(f"type_weights must be 'inverse', 'balanced' or None, got {type_weights!r}")
         self.save_hyperparameters()
         self.backbone_name = backbone
         if backbone == "timing":
@@ -429,6 +433,7 @@ class HeadModule(L.LightningModule):
         self.head = TimingHead(self.backbone.hidden_size, hidden=hidden, kind=kind, dropout=dropout, direct=direct,
                                text_vocab=text_vocab, text_dim=text_dim or 16, context=context, onset=onset)
         self.register_buffer("class_weight", torch.ones(3))
+        self.register_buffer("type_weight", torch.ones(len(BC_TYPES)), persistent=False)  # not in older checkpoints
         self.run_config = None
         self._val = None
 
@@ -475,6 +480,11 @@ class HeadModule(L.LightningModule):
             self.class_weight.copy_(inverse_frequency_weights(labels, 3, self.hparams.class_weight_power))
         elif cw is not None:
             self.class_weight.copy_(torch.tensor(cw, dtype=torch.float32))
+        if self.hparams.type_weights is not None:   # inverse: to class_weight_power; balanced: power 1 (sklearn's)
+            counts = dm.type_counts()
+            labels = np.repeat(np.arange(len(BC_TYPES)), counts)
+            power = 1.0 if self.hparams.type_weights == "balanced" else self.hparams.class_weight_power
+            self.type_weight.copy_(inverse_frequency_weights(labels, len(BC_TYPES), power))
 
     # ---- training
     def forward(self, features, inputs=None):
@@ -483,7 +493,8 @@ class HeadModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         out = self(batch["features"], batch["inputs"])
         loss = head_loss(out.action, out.bc_type, batch["action"], batch["bc_type"], self.class_weight,
-                         self.hparams.focal_gamma, type_loss_weight=self.hparams.type_loss_weight,
+                         self.hparams.focal_gamma, type_weights=self.type_weight,
+                         type_loss_weight=self.hparams.type_loss_weight,
                          onset_logits=out.onset, onset=batch["onset"], onset_loss_weight=self.hparams.onset_loss_weight)
         bs = len(batch["row"])
         for key, value in loss.items():

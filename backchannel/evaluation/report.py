@@ -164,9 +164,13 @@ def type_table(section: dict) -> list[str]:
     out = ["### Backchannel type (test frames labelled BACKCHANNEL with a known type)", "",
            (f"Baselines fitted on the train rows: `type_majority` (the most frequent type), `type_prior` (drawn "
             f"from the train type shares), `type_last_word` (the most frequent type after the floor party's last "
-            f"word). Majority type share {cell(share)}; best baseline by macro-F1: {best or '–'}."), ""]
-    return out + md_table(["system", "accuracy", "macro-F1", "frames"],
-                        [[n, cell(t["accuracy"]), cell(t["macro_f1"]), t["n_frames"]] for n, t in types.items()])
+            f"word). Majority type share {cell(share)}; best baseline by macro-F1: {best or '–'}. Log loss (nats, "
+            f"systems with type probabilities): the train type prior's is "
+            f"{cell((section.get('types') or {}).get('prior_log_loss'))}; a system above it knows less about the "
+            f"type than the prior does, whatever its argmax figures."), ""]
+    return out + md_table(["system", "accuracy", "macro-F1", "log loss", "frames"],
+                        [[n, cell(t["accuracy"]), cell(t["macro_f1"]), cell(t.get("log_loss")), t["n_frames"]]
+                         for n, t in types.items()])
 
 
 def user_onset_table(section: dict) -> list[str]:

@@ -172,6 +172,7 @@ def tuned_system(system: System, dev: list[Outputs], test: list[Outputs], dev_ro
             rep["shift_hold"]["vap_zero_shot"] = scoring.shift_hold_auc([o.p_shift for o in test], test_rows)
     if all(o.types is not None for o in test):
         rep["types"] = scoring.type_report([o.types for o in test], test_rows)
+        rep["types"]["log_loss"] = scoring.type_log_loss([o.types for o in test], test_rows)
     if all(o.onset is not None for o in test):
         heard = system.predict(user_onsets.heard(test_rows))  # the onset output on the user's speech heard
         rep["user_onsets"] = user_onsets.user_onsets(test_rows, definitions(test_rows), [o.onset for o in heard])
@@ -340,7 +341,9 @@ def type_section(train_rows, test_rows, systems: dict, seed: int = 0) -> dict:
            for k in TYPE_BASELINES}
     best = max(out, key=lambda k: out[k].get("macro_f1", -1.0))
     out |= {n: r["types"] for n, r in systems.items() if "types" in r}
-    return {"systems": out, "best_baseline": best}
+    prior = TypeBaseline("prior").fit(train_rows).prior
+    prior_loss = scoring.type_log_loss([np.tile(prior, (int(r["n_frames"]), 1)) for r in test_rows], test_rows)
+    return {"systems": out, "best_baseline": best, "prior_log_loss": prior_loss}
 
 
 def _ratios(systems: dict) -> dict:

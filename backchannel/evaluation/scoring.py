@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, log_loss, roc_auc_score
 
 from backchannel import metrics
 from backchannel.corpora.events import BACKCHANNEL, TAKE_TURN
@@ -78,6 +78,20 @@ def type_report(types: Sequence[np.ndarray], rows) -> dict:
             "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
             "majority_share": float(np.bincount(y).max() / len(y)), "n_frames": len(y),
             "confusion": confusion_matrix(y, p, labels=labels).tolist()}
+
+
+def type_log_loss(types: Sequence[np.ndarray], rows) -> float:
+    """Mean negative log-likelihood (nats) of the true type under ``types`` (probabilities ``[n, 5]`` per row,
+    each frame normalised to sum 1) on the frames labelled BACKCHANNEL with a known type; NaN without such
+    frames. Unlike the argmax figures it says how much a system knows about the type: below the train type
+    prior's log loss it carries information, above it less than none."""
+    y = np.concatenate([r["bc_type"] for r in rows]).astype(int)
+    p = np.concatenate([np.asarray(t, dtype=np.float64) for t in types])
+    keep = y >= 0
+    if not keep.any():
+        return math.nan
+    p = p[keep]
+    return float(log_loss(y[keep], p / p.sum(axis=1, keepdims=True), labels=list(range(len(BC_TYPES)))))
 
 
 def shift_hold_predictions(runs: Sequence[Run], rows, pad: float = 0.05, dur: float = 0.10):
