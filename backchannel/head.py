@@ -246,11 +246,15 @@ def head_loss(action_logits: Tensor, type_logits: Tensor, action: Tensor, bc_typ
 
 
 def inverse_frequency_weights(labels, n_classes: int, power: float = 1.0) -> Tensor:
-    """Class weights ``(N / (C n_c))^power`` from label counts (negative labels ignored; unseen classes
-    get 0)."""
+    """Class weights ``(N / (C n_c))^power`` from labels (negative labels ignored; unseen classes get 0)."""
     labels = torch.as_tensor(labels).reshape(-1).long()
-    labels = labels[labels >= 0]
-    counts = torch.bincount(labels, minlength=n_classes).double()
+    return count_weights(torch.bincount(labels[labels >= 0], minlength=n_classes), power)
+
+
+def count_weights(counts, power: float = 1.0) -> Tensor:
+    """Class weights ``(N / (C n_c))^power`` from per-class counts ``n_c`` (``[C]``; unseen classes get 0)."""
+    counts = torch.as_tensor(counts).reshape(-1).double()
+    n_classes = len(counts)
     w = (counts.sum() / (n_classes * counts.clamp(min=1))) ** power
     w = torch.where(counts > 0, w, torch.zeros_like(w))
     return w.float()

@@ -316,6 +316,8 @@ def test_type_weights_come_from_the_backchannel_frames_of_the_train_rows():
     dm.label_counts = lambda: np.array([2, 4, 1])
     module.setup("fit")
     assert module.type_weight.tolist() == pytest.approx(expected)
+    # the action classes from their counts [2, 4, 1] the same way: (7 / (3 n_c)) ** 0.5
+    assert module.class_weight.tolist() == pytest.approx([(7 / 6) ** 0.5, (7 / 12) ** 0.5, (7 / 3) ** 0.5])
     assert "type_weight" not in module.state_dict()   # checkpoints without it (older heads) still load
     balanced = HeadModule(backbone="raw", type_weights="balanced")   # power 1: 4/15 and 4/5
     balanced.trainer = SimpleNamespace(datamodule=dm)

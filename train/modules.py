@@ -36,7 +36,7 @@ from backchannel.backbones.timing import (
     vap_zero_shot,
 )
 from backchannel.evaluation.tuning import PolicyGrid, tune_backchannel
-from backchannel.head import TimingHead, head_loss, inverse_frequency_weights
+from backchannel.head import TimingHead, count_weights, head_loss
 from backchannel.lexicon import BC_TYPES
 from backchannel.metrics import frame_scores, shift_hold_scores
 from backchannel.text import VOCAB_SIZE, WORDS_PER_FRAME, tokenizer_for
@@ -475,16 +475,12 @@ class HeadModule(L.LightningModule):
         dm = self.trainer.datamodule
         cw = self.hparams.class_weights
         if cw == "inverse":
-            counts = dm.label_counts()
-            labels = np.repeat(np.arange(3), counts)
-            self.class_weight.copy_(inverse_frequency_weights(labels, 3, self.hparams.class_weight_power))
+            self.class_weight.copy_(count_weights(dm.label_counts(), self.hparams.class_weight_power))
         elif cw is not None:
             self.class_weight.copy_(torch.tensor(cw, dtype=torch.float32))
         if self.hparams.type_weights is not None:   # inverse: to class_weight_power; balanced: power 1 (sklearn's)
-            counts = dm.type_counts()
-            labels = np.repeat(np.arange(len(BC_TYPES)), counts)
             power = 1.0 if self.hparams.type_weights == "balanced" else self.hparams.class_weight_power
-            self.type_weight.copy_(inverse_frequency_weights(labels, len(BC_TYPES), power))
+            self.type_weight.copy_(count_weights(dm.type_counts(), power))
 
     # ---- training
     def forward(self, features, inputs=None):
